@@ -1,0 +1,190 @@
+"""The public entry points: build, load, describe and save zoo models.
+
+``videozoo/__init__.py`` re-exports these; everything reads the one table in :mod:`videozoo.registry`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from videozoo import registry
+from videozoo.registry import InputSpec, ModelEntry
+
+__all__ = ["create_model", "load", "model_info", "save_pretrained", "transforms_for"]
+
+
+def create_model(name: str, *, num_classes: int = 0, **kwargs: Any) -> nn.Module:
+    """The architecture of ``name`` with random weights (any registered name, bare or pretrained).
+
+    ``kwargs`` override the registered builder config, e.g. ``create_model("s3d", gating=True)``.
+    """
+    return registry.get(name).build(num_classes=num_classes, **kwargs)
+
+
+def load(
+    name: str,
+    *,
+    pretrained: bool = True,
+    weights: str | Path | None = None,
+    num_classes: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """A zoo model, with its weights.
+
+    Args:
+        name: a registered name (``videozoo.list_models()``), or a directory / ``.safetensors`` file
+            written by :func:`save_pretrained` (its ``config.json`` names the architecture).
+        pretrained: load the registered weights. With ``False`` the architecture comes back randomly
+            initialised, like :func:`create_model`.
+        weights: load these weights instead of the registered ones: a directory written by
+            :func:`save_pretrained`, a ``.safetensors`` file, a Hugging Face repo id ``"org/name"``
+            (``"org/name@revision"`` pins a revision), or an official checkpoint file to convert.
+        num_classes: start a new classifier with this many outputs on top of the loaded backbone
+            (``0`` drops any head). ``None`` keeps the head stored with the weights, if any.
+
+    Raises:
+        videozoo.registry.UnknownModelError: unknown name (the message suggests the nearest).
+        videozoo.hub.WeightsUnavailableError: no published weights; the message says how to get them.
+        videozoo.hub.WeightsError: corrupt or mismatched weights (checksum, format, architecture).
+
+    Loaded models are returned in eval mode.
+    """
+    from videozoo import hub
+
+    if name not in registry.list_models(tiny=None) and Path(name).exists() and weights is None:
+        weights, name = name, _name_from_weights(Path(name))
+    entry = registry.get(name)
+    if weights is None and not pretrained:
+        return entry.build(num_classes=num_classes or 0, **kwargs)
+    if weights is not None:
+        loaded = hub.read_weights(weights)
+    elif entry.weights is not None and entry.weights.published:
+        loaded = hub.download_registered(entry)
+    else:
+        raise hub.WeightsUnavailableError(_unavailable_message(entry))
+
+    config = loaded.config or {}
+    hub.check_architecture(loaded, entry)
+    stored_classes = int(config.get("num_classes", _head_width(loaded.state_dict)))
+    model = entry.build(**{**config.get("builder_config", {}), **kwargs, "num_classes": stored_classes})
+    hub.load_state_dict_strict(model, loaded.state_dict)
+    model.class_names = config.get("class_names")
+    model.zoo_weights = str(loaded.path)
+    if num_classes is not None and num_classes != stored_classes:
+        model.reset_head(num_classes)
+        model.class_names = None
+    return model.eval()
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """Everything the registry knows about ``name`` as a JSON-ready dict."""
+    entry = registry.get(name)
+    info = entry.to_dict()
+    info["input_spec_summary"] = entry.input_spec.describe()
+    info["weights_status"] = entry.weights.status if entry.weights else "architecture only"
+    return info
+
+
+def input_spec_of(name_or_model: str | nn.Module) -> InputSpec:
+    """The :class:`InputSpec` of a registered name or of a model built/loaded by videozoo."""
+    if isinstance(name_or_model, str):
+        return registry.get(name_or_model).input_spec
+    spec = getattr(name_or_model, "input_spec", None)
+    if isinstance(spec, InputSpec):
+        return spec
+    zoo_name = getattr(name_or_model, "zoo_name", None)
+    if zoo_name is None:
+        raise TypeError(
+            f"{type(name_or_model).__name__} was not built by videozoo; pass a model name "
+            "(videozoo.list_models()) or a model from videozoo.load()/create_model()."
+        )
+    return registry.get(zoo_name).input_spec
+
+
+def transforms_for(name_or_model: str | nn.Module, *, train: bool = False, num_crops: int = 1):
+    """The preprocessing that belongs to a model: uint8 ``(T, C, H, W)`` frames → float ``(C, T, H, W)``.
+
+    ``train=False`` gives resize + centre crop (``num_crops=3`` for three crops along the long side)
+    and the model's normalisation; ``train=True`` gives the augmentation preset of the model's
+    pretraining method where it has one (CoCLR, CACL, STiCA), else a generic video augmentation.
+    Audio models get STiCA's log-filterbank transform of a mono waveform.
+    """
+    from videozoo.data import transforms
+
+    spec = input_spec_of(name_or_model)
+    if spec.channels == "audio":
+        from videozoo.data.audio import log_filterbank
+
+        return functools.partial(log_filterbank, sample_rate=spec.sample_rate, n_bins=spec.freq_bins)
+    norm = {"mean": spec.mean, "std": spec.std}
+    if not train:
+        return transforms.VideoEval(resize=spec.resize, crop_size=spec.crop_size, num_crops=num_crops, **norm)
+    name = name_or_model if isinstance(name_or_model, str) else name_or_model.zoo_name
+    method = _TRAIN_PRESET_OF.get(name.split("_", 1)[0])
+    if method is not None:
+        return transforms.preset(method, crop_size=spec.crop_size, **norm)
+    # No pretraining method: random resized crop + flip + mild colour, the usual fine-tuning augmentation.
+    return transforms.VideoTrain(crop_size=spec.crop_size, scale=(0.25, 1.0), blur_p=0.0, grey_p=0.0, **norm)
+
+
+# InfoNCE is CoCLR's stage 1 and GDT shares STiCA's data pipeline, so they share the augmentation.
+_TRAIN_PRESET_OF = {"coclr": "coclr", "infonce": "coclr", "cacl": "cacl", "stica": "stica", "gdt": "stica"}
+
+
+def save_pretrained(model: nn.Module, directory: str | Path, **kwargs: Any) -> Path:
+    """Write ``model.safetensors``, ``config.json`` and a README model card to ``directory``.
+
+    See :func:`videozoo.hub.save_pretrained` for the keyword arguments (metrics, class names, card).
+    """
+    from videozoo import hub
+
+    return hub.save_pretrained(model, directory, **kwargs)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _name_from_weights(path: Path) -> str:
+    config_path = path / "config.json" if path.is_dir() else path.with_name("config.json")
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"{path} has no config.json naming its architecture; call videozoo.load(NAME, weights={str(path)!r})."
+        )
+    return json.loads(config_path.read_text())["name"]
+
+
+def _head_width(state_dict: dict[str, Any]) -> int:
+    head = state_dict.get("fc.weight")
+    return int(head.shape[0]) if head is not None else 0
+
+
+def _unavailable_message(entry: ModelEntry) -> str:
+    if entry.weights is None:
+        return (
+            f"{entry.name!r} is an architecture without pretrained weights. Use "
+            f"videozoo.load({entry.name!r}, pretrained=False) or videozoo.create_model({entry.name!r}) for a "
+            f"randomly initialised model, pass weights=..., or pick a pretrained model: "
+            f"{', '.join(registry.list_models(pretrained=True)[:4])}, ..."
+        )
+    return f"{entry.name!r} has no published weights yet. {entry.weights.how_to_get}"
+
+
+def hub_entrypoints() -> dict[str, Any]:
+    """One ``torch.hub`` entrypoint per model of ``list_models()``, named after it (used by hubconf.py)."""
+
+    def make(entry: ModelEntry):
+        def entrypoint(*, pretrained: bool = True, **kwargs: Any) -> nn.Module:
+            return load(entry.name, pretrained=pretrained, **kwargs)
+
+        entrypoint.__name__ = entry.name
+        entrypoint.__doc__ = (
+            f"{entry.description}.\n\nInput: {entry.input_spec.describe()}. Paper: {entry.paper or '-'}.\n"
+            f"Weights: {entry.weights.status if entry.weights else 'architecture only'}. "
+            "Keyword arguments are those of videozoo.load()."
+        )
+        return entrypoint
+
+    return {name: make(registry.get(name)) for name in registry.list_models()}

@@ -1,0 +1,213 @@
+"""Training augmentation of a clip, and of an RGB clip with its flow clip.
+
+One :class:`ClipParams` is drawn per clip and applied to all its frames: a clip of identical frames stays
+identical across time. Splitting ``params`` from ``apply`` is what lets an RGB clip and its flow clip share crop
+and flip (CoCLR, Han et al., NeurIPS 2020) while colour ops touch RGB only.
+
+Random numbers come from torch's generator: DataLoader workers seed it differently per worker, whereas a
+``random``/``numpy`` state copied into forked workers repeats the same augmentations in every worker.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+import torchvision.transforms.v2.functional as F
+
+from videozoo.data.transforms import functional as VF
+from videozoo.data.transforms.functional import IMAGENET_MEAN, IMAGENET_STD, JITTER_OPS
+
+
+@dataclass(frozen=True)
+class ClipParams:
+    """Random parameters of one clip. The crop box is in fractions of the frame (top, left, height, width) so
+    that it carries over to a flow clip stored at another resolution."""
+
+    box: tuple[float, float, float, float]
+    flip: bool = False
+    jitter: dict[str, float] | None = None
+    jitter_order: tuple[str, ...] = ()
+    grey: bool = False
+    grey_channel: int = 0
+    blur_sigma: tuple[float, float] | None = None
+
+
+def _uniform(low: float, high: float, generator: torch.Generator | None = None) -> float:
+    return float(torch.empty(()).uniform_(low, high, generator=generator))
+
+
+def _bernoulli(p: float, generator: torch.Generator | None = None) -> bool:
+    return p > 0 and float(torch.rand((), generator=generator)) < p
+
+
+def _jitter_range(value: float | Sequence[float], centre: float) -> tuple[float, float] | None:
+    """torchvision's ColorJitter convention: v -> [max(0, c - v), c + v]; 0 means "off"."""
+    if isinstance(value, (int, float)):
+        if value == 0:
+            return None
+        return (max(0.0, centre - value), centre + value) if centre else (-value, value)
+    return (float(value[0]), float(value[1]))
+
+
+def sample_box(height: int, width: int, *, scale: Sequence[float], ratio: Sequence[float],
+               generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
+    """Random resized crop box (top, left, h, w) in pixels: area fraction ~ U(scale), log aspect ~ U(log ratio);
+    10 tries, then the largest centred box of an allowed aspect (torchvision's RandomResizedCrop rule)."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * _uniform(*scale, generator=generator)
+        aspect = math.exp(_uniform(*log_ratio, generator=generator))
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (), generator=generator))
+            left = int(torch.randint(0, width - w + 1, (), generator=generator))
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        w, h = round(height * max(ratio)), height
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def _to_pixels(box: tuple[float, float, float, float], height: int, width: int) -> tuple[int, int, int, int]:
+    top, left, h, w = box
+    t, l_ = round(top * height), round(left * width)
+    return t, l_, max(1, min(round(h * height), height - t)), max(1, min(round(w * width), width - l_))
+
+
+class VideoTrain:
+    """Training augmentation: uint8 (T, C, H, W) -> normalised float (C, T, crop, crop).
+
+    Spatial: ``scale`` set -> random resized crop (area ``scale``, aspect ``ratio``) of the frame (after the
+    optional ``resize``); ``scale=None`` -> ``resize`` then a plain random crop of ``crop_size`` (CACL's
+    Resize(128, 171) + RandomCrop(112)). The box is mapped back to the input frame, so the clip is resampled
+    once. Then, in CoCLR's order: colour jitter (p ``jitter_p``, ops in random order), grey (p ``grey_p``,
+    ``grey_mode`` "luma" or CoCLR's "channel_copy"), Gaussian blur (p ``blur_p``, sigma ~ U(``blur_sigma``);
+    ``blur_fixed_xy=True`` uses (sigma_x, sigma_y) = ``blur_sigma`` as GDT/STiCA's kornia call does),
+    horizontal flip (p ``flip_p``), ``(x - mean) / std``. ``jitter`` = (brightness, contrast, saturation, hue)
+    with torchvision's ColorJitter meaning.
+    """
+
+    def __init__(self, *, crop_size: int | Sequence[int] = 128, scale: Sequence[float] | None = (0.2, 1.0),
+                 ratio: Sequence[float] = (3 / 4, 4 / 3), resize: int | Sequence[int] | None = None,
+                 jitter: Sequence[float] = (0.4, 0.4, 0.4, 0.1), jitter_p: float = 0.8, grey_p: float = 0.2,
+                 grey_mode: str = "luma", blur_p: float = 0.5, blur_sigma: Sequence[float] = (0.1, 2.0),
+                 blur_fixed_xy: bool = False, flip_p: float = 0.5, mean: Sequence[float] | float = IMAGENET_MEAN,
+                 std: Sequence[float] | float = IMAGENET_STD) -> None:
+        if scale is None and resize is None:
+            raise ValueError("a plain random crop (scale=None) needs resize= (e.g. (128, 171) for CACL)")
+        if grey_mode not in ("luma", "channel_copy"):
+            raise ValueError(f"grey_mode must be 'luma' or 'channel_copy', got {grey_mode!r}")
+        self.crop_size = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
+        self.scale, self.ratio, self.resize = scale, tuple(ratio), resize
+        self.jitter = tuple(jitter)
+        self.jitter_p, self.grey_p, self.grey_mode = jitter_p, grey_p, grey_mode
+        self.blur_p, self.blur_sigma, self.blur_fixed_xy = blur_p, tuple(blur_sigma), blur_fixed_xy
+        self.flip_p, self.mean, self.std = flip_p, mean, std
+        self._ranges = {name: _jitter_range(v, 0.0 if name == "hue" else 1.0) for name, v in zip(JITTER_OPS, jitter)}
+
+    def __repr__(self) -> str:
+        keys = ("crop_size", "scale", "ratio", "resize", "jitter", "jitter_p", "grey_p", "grey_mode", "blur_p",
+                "blur_sigma", "flip_p", "mean", "std")
+        return f"{type(self).__name__}({', '.join(f'{k}={getattr(self, k)!r}' for k in keys)})"
+
+    def without_colour(self) -> VideoTrain:
+        """Same crop and flip, no colour/grey/blur: CoCLR's "null transform", given to part of its views."""
+        out = copy.copy(self)
+        out.jitter_p = out.grey_p = out.blur_p = 0.0
+        return out
+
+    def params(self, height: int, width: int, *, generator: torch.Generator | None = None) -> ClipParams:
+        """Draw one clip's parameters for frames of size (height, width)."""
+        g = generator
+        if self.resize is None:
+            rh, rw = height, width
+        elif isinstance(self.resize, int):
+            rh, rw = VF.resize_short_side(self.resize, height, width)
+        else:
+            rh, rw = self.resize
+        if self.scale is not None:
+            top, left, h, w = sample_box(rh, rw, scale=self.scale, ratio=self.ratio, generator=g)
+        else:
+            h, w = min(self.crop_size[0], rh), min(self.crop_size[1], rw)
+            top = int(torch.randint(0, rh - h + 1, (), generator=g))
+            left = int(torch.randint(0, rw - w + 1, (), generator=g))
+        box = (top / rh, left / rw, h / rh, w / rw)
+        jitter, order = None, ()
+        if _bernoulli(self.jitter_p, g):
+            jitter = {n: _uniform(*r, generator=g) for n, r in self._ranges.items() if r is not None}
+            order = tuple(JITTER_OPS[i] for i in torch.randperm(4, generator=g).tolist() if JITTER_OPS[i] in jitter)
+        is_grey = _bernoulli(self.grey_p, g)
+        grey_channel = int(torch.randint(0, 3, (), generator=g))
+        sigma = None
+        if _bernoulli(self.blur_p, g):
+            s = _uniform(*self.blur_sigma, generator=g)
+            sigma = self.blur_sigma if self.blur_fixed_xy else (s, s)
+        flip = _bernoulli(self.flip_p, g)
+        return ClipParams(box=box, flip=flip, jitter=jitter, jitter_order=order, grey=is_grey,
+                          grey_channel=grey_channel, blur_sigma=sigma)
+
+    def geometry(self, clip: torch.Tensor, params: ClipParams) -> torch.Tensor:
+        """Crop + resize + flip: (T, C, H, W) -> (T, C, crop_h, crop_w), dtype kept."""
+        top, left, h, w = _to_pixels(params.box, *clip.shape[-2:])
+        clip = F.resized_crop(clip, top, left, h, w, list(self.crop_size), antialias=True)
+        return F.horizontal_flip(clip) if params.flip else clip
+
+    def colour(self, clip: torch.Tensor, params: ClipParams) -> torch.Tensor:
+        """Jitter, grey, blur on a float [0, 1] clip (T, C, H, W)."""
+        if params.jitter:
+            clip = VF.colour_jitter(clip, params.jitter, params.jitter_order)
+        if params.grey:
+            clip = VF.grey(clip, mode=self.grey_mode, channel=params.grey_channel)
+        if params.blur_sigma is not None:
+            clip = VF.blur(clip, params.blur_sigma, kernel_size=11 if self.blur_fixed_xy else None)
+        return clip
+
+    def apply(self, clip: torch.Tensor, params: ClipParams, *, colour: bool = True,
+              mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None) -> torch.Tensor:
+        """uint8/float (T, C, H, W) -> float (C, T, crop_h, crop_w) with the given parameters."""
+        clip = VF.to_float(self.geometry(clip, params))  # crop first: colour ops then run on fewer pixels
+        if colour:
+            clip = self.colour(clip, params)
+        clip = VF.normalize(clip, self.mean if mean is None else mean, self.std if std is None else std)
+        return VF.to_cthw(clip)
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        return self.apply(clip, self.params(*clip.shape[-2:]))
+
+
+class PairedTransform:
+    """Augment an RGB clip and its flow clip of the same sample with one crop and one flip (CoCLR).
+
+    Colour ops run on RGB only unless ``colour_on_flow`` (the official CoCLR code, main_coclr.py, augments the
+    RGB+flow sequence as one clip, so jitter/grey/blur reach the flow images too). Flipping a flow image mirrors
+    the field without negating x (as CoCLR does); ``negate_flow_x`` maps the stored x channel v -> 255 - v on a
+    flip, which is the physically right field. Flow is normalised with ``flow_mean``/``flow_std`` (CoCLR: the
+    ImageNet values, like RGB; the default).
+    """
+
+    def __init__(self, rgb: VideoTrain, *, flow_mean: Sequence[float] | float | None = None,
+                 flow_std: Sequence[float] | float | None = None, colour_on_flow: bool = False,
+                 negate_flow_x: bool = False) -> None:
+        self.rgb, self.colour_on_flow, self.negate_flow_x = rgb, colour_on_flow, negate_flow_x
+        self.flow_mean = rgb.mean if flow_mean is None else flow_mean
+        self.flow_std = rgb.std if flow_std is None else flow_std
+
+    def __call__(self, rgb: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """rgb uint8 (T, 3, H, W), flow uint8 (T, 3, H', W') -> both float (C, T, crop, crop)."""
+        params = self.rgb.params(*rgb.shape[-2:])
+        if params.flip and self.negate_flow_x:
+            flow = flow.clone()
+            flow[:, 0] = 255 - flow[:, 0] if flow.dtype == torch.uint8 else 1 - flow[:, 0]
+        rgb_out = self.rgb.apply(rgb, params)
+        flow_params = params if self.colour_on_flow else replace(params, jitter=None, grey=False, blur_sigma=None)
+        flow_out = self.rgb.apply(flow, flow_params, mean=self.flow_mean, std=self.flow_std)
+        return rgb_out, flow_out

@@ -1,0 +1,68 @@
+"""Generate ``docs/models.md`` from the registry: ``python -m videozoo.docs`` (a test fails when stale)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from videozoo import registry
+
+HEADER = """# Model zoo
+
+Generated from `videozoo/registry.py` by `python -m videozoo.docs`; do not edit by hand.
+Every name here works with `videozoo.load(NAME)`, `torch.hub.load("<org>/videozoo", NAME)` and
+`videozoo info NAME`. Status says where the weights come from today: *published on the Hub*,
+*convert from the official file* (`videozoo convert`), or *reproduce with the recipe*.
+"""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render() -> str:
+    lines = [HEADER, "## Backbones", "", "| name | architecture | default input | paper |", "|---|---|---|---|"]
+    for name in registry.list_models(pretrained=False):
+        e = registry.get(name)
+        lines.append(f"| `{name}` | {_cell(e.description)} | {e.input_spec.describe()} | {_cell(e.paper)} |")
+    tiny = ", ".join(f"`{n}`" for n in registry.list_models(tiny=True))
+    lines += ["", f"Tiny variants for tests and smoke runs (same code, narrow widths): {tiny}.", ""]
+
+    lines += ["## Pretrained models", "", "| name | backbone | status | headline result |", "|---|---|---|---|"]
+    for name in registry.list_models(pretrained=True):
+        e = registry.get(name)
+        head = f"{e.metrics[0].task} {e.metrics[0].metric} {e.metrics[0].value:g}" if e.metrics else "-"
+        lines.append(f"| [`{name}`](#{name}) | `{e.arch}` | {e.weights.status} | {_cell(head)} |")
+    lines.append("")
+
+    for name in registry.list_models(pretrained=True):
+        e = registry.get(name)
+        lines += [f"### {name}", "", f"{e.description}.", ""]
+        lines += [
+            f"- **Paper:** {e.paper}",
+            f"- **Backbone:** `{e.arch}` {e.config or ''}",
+            f"- **Input:** {e.input_spec.describe()}, mean {e.input_spec.mean}, std {e.input_spec.std}",
+            f"- **Source:** {e.source}",
+            f"- **Licence:** {e.licence}",
+            f"- **Status:** {e.weights.status}. {e.weights.how_to_get}",
+        ]
+        if e.metrics:
+            lines += ["", "| task | metric | published | protocol | where |", "|---|---|---|---|---|"]
+            lines += [
+                f"| {m.task} | {m.metric} | {m.value:g} | {_cell(m.protocol)} | {_cell(m.source)} |" for m in e.metrics
+            ]
+        else:
+            lines += ["", "No published numbers are recorded for this model yet."]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    target = Path(argv[0] if argv else "docs/models.md")
+    target.write_text(render())
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,77 @@
+"""Evaluation: video-level prediction and accuracy, linear probe, nearest-neighbour retrieval, search.
+
+- features (:mod:`~videozoo.eval.features`): :func:`embed_videos`, :func:`save_features`, :func:`load_features`
+- prediction (:mod:`~videozoo.eval.video_predict`): :func:`predict_videos`, :func:`evaluate_videos` (N clips ×
+  M crops, logits or probabilities averaged as each paper did: :data:`TEST_PROTOCOLS`)
+- metrics (:mod:`~videozoo.eval.metrics`): top-k, per-class accuracy, confusion matrix + PNG, CSV, JSON
+- linear probe (:mod:`~videozoo.eval.linear_probe`): :func:`linear_probe` on cached features (CoCLR's protocol)
+- retrieval (:mod:`~videozoo.eval.retrieval`): :func:`evaluate_retrieval`, :func:`recall_at_k` (CoCLR / CACL)
+- search (:mod:`~videozoo.eval.search`): :func:`search` an index written by ``videozoo embed``
+
+See docs/evaluation.md.
+"""
+
+from videozoo.eval.features import EmbedResult, embed_videos, load_features, save_features
+from videozoo.eval.linear_probe import LinearProbeResult, linear_probe, sweep_weight_decay
+from videozoo.eval.metrics import (
+    classification_report,
+    confusion_matrix,
+    per_class_accuracy,
+    plot_confusion_matrix,
+    read_predictions_csv,
+    topk_accuracy,
+    write_json,
+    write_predictions_csv,
+)
+from videozoo.eval.retrieval import (
+    RETRIEVAL_PROTOCOLS,
+    RetrievalProtocol,
+    evaluate_retrieval,
+    extract_features,
+    nearest_neighbours,
+    recall_at_k,
+    retrieval_from_features,
+)
+from videozoo.eval.search import SearchHit, search, search_videos
+from videozoo.eval.video_predict import (
+    TEST_PROTOCOLS,
+    VideoPrediction,
+    evaluate_videos,
+    predict_videos,
+    sample_clips,
+    video_scores,
+)
+
+__all__ = [
+    "RETRIEVAL_PROTOCOLS",
+    "TEST_PROTOCOLS",
+    "EmbedResult",
+    "LinearProbeResult",
+    "RetrievalProtocol",
+    "SearchHit",
+    "VideoPrediction",
+    "classification_report",
+    "confusion_matrix",
+    "embed_videos",
+    "evaluate_retrieval",
+    "evaluate_videos",
+    "extract_features",
+    "linear_probe",
+    "load_features",
+    "nearest_neighbours",
+    "per_class_accuracy",
+    "plot_confusion_matrix",
+    "predict_videos",
+    "read_predictions_csv",
+    "recall_at_k",
+    "retrieval_from_features",
+    "sample_clips",
+    "save_features",
+    "search",
+    "search_videos",
+    "sweep_weight_decay",
+    "topk_accuracy",
+    "video_scores",
+    "write_json",
+    "write_predictions_csv",
+]

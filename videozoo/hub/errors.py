@@ -1,0 +1,46 @@
+"""The errors raised when weights cannot be read, trusted or loaded.
+
+All derive from :class:`WeightsError` (a ``RuntimeError``), so ``except videozoo.hub.WeightsError``
+catches every weights problem while programming errors (``TypeError``...) still surface. Every
+message names the file or repository involved and says what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchitectureMismatchError",
+    "ChecksumError",
+    "WeightsDownloadError",
+    "WeightsError",
+    "WeightsFormatError",
+    "WeightsUnavailableError",
+]
+
+
+class WeightsError(RuntimeError):
+    """Base class of every weights problem."""
+
+
+class WeightsFormatError(WeightsError):
+    """A file is missing, truncated or not safetensors, or a state dict does not fit the model."""
+
+
+class ChecksumError(WeightsError):
+    """A file's sha256 differs from the one it was published with (the message gives both)."""
+
+    def __init__(self, message: str, *, expected: str | None = None, actual: str | None = None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class ArchitectureMismatchError(WeightsError):
+    """Weights saved for one architecture are being loaded into another."""
+
+
+class WeightsUnavailableError(WeightsError):
+    """A registered model has no published weights (raised by :func:`videozoo.load`)."""
+
+
+class WeightsDownloadError(WeightsError):
+    """The Hub could not be reached or does not hold the file, and no usable cached copy exists."""
