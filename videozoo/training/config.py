@@ -1,0 +1,288 @@
+"""Recipe configuration in nanoGPT's spirit: defaults in one dataclass, presets as dicts, the command line on top.
+
+    @dataclass
+    class Config:
+        data: str = "data/ucf101"   # dataset root
+        epochs: int = 300
+        lr: float = 1e-3            # Adam learning rate
+        run_dir: str = "runs/coclr" # config.json, checkpoints, TensorBoard logs, exported weights
+
+    PRESETS = {"ucf101": {"epochs": 300}, "smoke": {"epochs": 1, "max_steps": 2}}
+    config, run_info = parse_config(Config(), PRESETS)
+
+    python recipes/coclr.py --preset smoke --lr 3e-4 epochs=2 --amp=bf16
+
+``--preset a,b`` applies presets in order, then ``--key value``, ``--key=value`` or ``key=value``
+overrides, each coerced to the field's type (int, float, bool, str, Path, tuple, list, Literal,
+Optional; ``none`` for None; ``1,2,3`` for sequences; a bare ``--flag`` sets a bool). Nested
+dataclasses are reached with dots (``--optim.lr``). Unknown keys are rejected with the nearest key.
+``--help`` lists every key with its type, default and the comment beside it, and the presets.
+The final config goes to ``<run_dir>/config.json`` together with ``run_info`` (command, preset, overrides).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import inspect
+import json
+import os
+import platform
+import re
+import shlex
+import sys
+import time
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+__all__ = ["ConfigError", "config_to_dict", "parse_config", "save_config"]
+
+C = TypeVar("C")
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+class ConfigError(ValueError):
+    """A bad preset, key or value; the message says what would be accepted."""
+
+
+def parse_config(
+    defaults: C,
+    presets: Mapping[str, Mapping[str, Any]] | None = None,
+    argv: Sequence[str] | None = None,
+    *,
+    run_dir_field: str = "run_dir",
+    save: bool = True,
+    exit_on_error: bool = True,
+) -> tuple[C, dict[str, Any]]:
+    """Apply presets and command-line overrides to the dataclass instance ``defaults``.
+
+    Returns ``(config, run_info)``. ``argv`` defaults to ``sys.argv[1:]``. With ``save`` and a
+    ``run_dir_field`` on the config, rank 0 writes ``<run_dir>/config.json``. Errors print a one-line
+    message and exit with status 2, as argparse does; ``exit_on_error=False`` raises :class:`ConfigError`.
+    """
+    if isinstance(defaults, type):
+        defaults = defaults()
+    presets = dict(presets or {})
+    argv = list(sys.argv[1:] if argv is None else argv)
+    fields = _flat_fields(type(defaults))
+    try:
+        names, pairs = _split_argv(argv, fields)
+        if names is None:  # --help
+            print(_help(defaults, presets, fields))
+            raise SystemExit(0)
+        values: dict[str, Any] = {}
+        for name in names:
+            if name not in presets:
+                raise ConfigError(f"unknown preset {name!r}{_hint(name, presets)}; presets: {', '.join(presets)}")
+            for key, value in presets[name].items():
+                _check_key(key, fields, where=f"preset {name!r} sets ")
+                values[key] = value
+        overrides = {}
+        for key, text in pairs:
+            _check_key(key, fields)
+            overrides[key] = _coerce(text, fields[key], key)
+        config = _replace(defaults, {**values, **overrides})
+    except ConfigError as e:
+        if not exit_on_error:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    run_info = {
+        "command": shlex.join([*_launcher(), sys.argv[0] or "-", *argv]),
+        "argv": argv,
+        "preset": ",".join(names) or None,
+        "overrides": overrides,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "world_size": int(os.environ.get("WORLD_SIZE", 1)),
+    }
+    run_dir = getattr(config, run_dir_field, None)
+    if save and run_dir and os.environ.get("RANK", "0") == "0":
+        save_config(config, Path(run_dir) / "config.json", run_info=run_info)
+    return config, run_info
+
+
+def _launcher() -> list[str]:
+    """``python``, or the torchrun command that started this process (torchrun sets these variables)."""
+    if int(os.environ.get("WORLD_SIZE", 1)) == 1:
+        return ["python"]
+    nodes, per_node = os.environ.get("GROUP_WORLD_SIZE", "1"), os.environ.get("LOCAL_WORLD_SIZE", "1")
+    return ["torchrun", *([f"--nnodes={nodes}"] if nodes != "1" else []), f"--nproc_per_node={per_node}"]
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-safe dict of a (nested) dataclass: tuples become lists, paths strings."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def save_config(config: Any, path: str | os.PathLike[str], *, run_info: Mapping[str, Any] | None = None) -> Path:
+    """Write ``{"config": ..., "run": run_info}`` as JSON, atomically."""
+    from videozoo.training.checkpoint import atomic_write_bytes
+
+    payload = {"config": config_to_dict(config), "run": dict(run_info or {})}
+    return atomic_write_bytes(path, json.dumps(payload, indent=2, default=str).encode() + b"\n")
+
+
+# -- parsing ----------------------------------------------------------------------------------------
+def _split_argv(argv: list[str], fields: dict[str, Any]) -> tuple[list[str] | None, list[tuple[str, str]]]:
+    """(preset names, [(key, text)]); names is None when help was asked for."""
+    names: list[str] = []
+    pairs: list[tuple[str, str]] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token in ("-h", "--help"):
+            return None, []
+        if token.startswith("--") and "=" in token:
+            key, text = token[2:].split("=", 1)
+        elif token.startswith("--"):
+            key, nxt = token[2:], argv[i + 1] if i + 1 < len(argv) else None
+            is_bool = fields.get(key.replace("-", "_")) is bool
+            if nxt is None or nxt.startswith("--") or (is_bool and nxt.lower() not in _TRUE | _FALSE):
+                if not is_bool:
+                    raise ConfigError(f"--{key} needs a value")
+                text = "true"  # a bare --flag
+            else:
+                text, i = nxt, i + 1
+        elif "=" in token:
+            key, text = token.split("=", 1)
+        else:
+            raise ConfigError(f"cannot read {token!r}: write --key value, --key=value or key=value")
+        key = key.replace("-", "_")
+        if key == "preset":
+            names += [n for n in text.split(",") if n]
+        else:
+            pairs.append((key, text))
+        i += 1
+    return names, pairs
+
+
+def _check_key(key: str, fields: dict[str, Any], where: str = "") -> None:
+    if key not in fields:
+        raise ConfigError(f"{where}unknown key {key!r}{_hint(key, fields)}; --help lists all keys")
+
+
+def _hint(name: str, choices: Any) -> str:
+    """`` (did you mean 'x'?)`` for the nearest choice, matching dotted keys by their last part too."""
+    names = {c.rsplit(".", 1)[-1]: c for c in choices if "." in c} | {c: c for c in choices}
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.5)
+    return f" (did you mean {names[close[0]]!r}?)" if close else ""
+
+
+def _coerce(text: str, tp: Any, key: str) -> Any:
+    """``text`` as a value of type ``tp``; raises ConfigError naming the key and the expected type."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    try:
+        if tp is Any:
+            return text
+        if origin in (Union, types.UnionType):
+            if text.lower() in ("none", "null") and type(None) in args:
+                return None
+            options = [a for a in args if a is not type(None)]
+            for option in options[:-1]:
+                with contextlib.suppress(ConfigError):
+                    return _coerce(text, option, key)
+            return _coerce(text, options[-1], key)
+        if origin is Literal:
+            match = [a for a in args if str(a) == text]
+            if not match:
+                raise ConfigError(f"--{key}: {text!r} is not one of {', '.join(map(str, args))}")
+            return match[0]
+        if tp is bool:
+            if text.lower() not in _TRUE | _FALSE:
+                raise ValueError
+            return text.lower() in _TRUE
+        if tp is int:
+            return int(text) if re.fullmatch(r"[+-]?\d[\d_]*", text) else _integral(float(text))
+        if tp in (float, str, Path):
+            return tp(text)
+        if origin in (tuple, list) or tp in (tuple, list):
+            items = [s.strip() for s in text.strip().strip("()[]").split(",") if s.strip()]
+            if origin is tuple and args and args[-1] is not Ellipsis:
+                if len(items) != len(args):
+                    raise ConfigError(f"--{key}: expected {len(args)} comma-separated values, got {text!r}")
+                return tuple(_coerce(s, a, key) for s, a in zip(items, args))
+            element = args[0] if args else Any
+            values = [_coerce(s, element, key) for s in items]
+            return tuple(values) if (origin or tp) is tuple else values
+        if origin is dict or tp is dict:
+            return json.loads(text)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError):
+        raise ConfigError(f"--{key}: cannot read {text!r} as {_type_name(tp)}") from None
+    raise ConfigError(f"--{key}: fields of type {_type_name(tp)} cannot be set from the command line")
+
+
+def _integral(value: float) -> int:
+    if not value.is_integer():
+        raise ValueError
+    return int(value)
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+
+
+# -- dataclass plumbing -----------------------------------------------------------------------------
+def _flat_fields(cls: type, prefix: str = "") -> dict[str, Any]:
+    """``{"lr": float, "optim.betas": tuple[float, float], ...}``: every settable key and its type."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"parse_config needs a dataclass instance of defaults, got {cls!r}")
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(_flat_fields(hints[f.name], f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = hints[f.name]
+    return out
+
+
+def _replace(config: Any, values: Mapping[str, Any]) -> Any:
+    """``config`` with dotted keys set, nested dataclasses replaced rather than mutated."""
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        head, dot, rest = key.partition(".")
+        if dot:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            top[head] = value
+    for head, sub in nested.items():
+        top[head] = _replace(getattr(config, head), sub)
+    return dataclasses.replace(config, **top)
+
+
+def _help(defaults: Any, presets: Mapping[str, Mapping[str, Any]], fields: dict[str, Any]) -> str:
+    comments = _field_comments(type(defaults))
+    lines = [f"usage: {Path(sys.argv[0]).name or 'recipe'} [--preset NAME[,NAME]] [--key value | --key=value | "
+             "key=value ...]", "", "presets (applied in order, before the overrides):"]
+    for name, preset in presets.items():
+        lines.append(f"  {name:<12} " + (", ".join(f"{k}={v!r}" for k, v in preset.items()) or "(defaults)"))
+    lines += ["", "keys (default):"]
+    for key, tp in fields.items():
+        value = defaults
+        for part in key.split("."):
+            value = getattr(value, part)
+        comment = comments.get(key.rsplit(".", 1)[-1], "")
+        lines.append(f"  --{key} {_type_name(tp)} = {value!r}" + (f"    # {comment}" if comment else ""))
+    return "\n".join(lines)
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """The ``# comment`` written beside each field in the source of ``cls`` (and nested dataclasses)."""
+    comments: dict[str, str] = {}
+    classes = [cls, *(t for t in typing.get_type_hints(cls).values() if dataclasses.is_dataclass(t))]
+    for c in classes:
+        try:
+            source = inspect.getsource(c)
+        except (OSError, TypeError):
+            continue
+        for m in re.finditer(r"^\s+(\w+)\s*:[^\n#]*#\s*(.+)$", source, flags=re.MULTILINE):
+            comments.setdefault(m.group(1), m.group(2).strip())
+    return comments
