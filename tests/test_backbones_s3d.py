@@ -109,13 +109,15 @@ def test_torchvision_s3d_is_the_same_network() -> None:
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_full_size_pre_pool_shapes() -> None:
-    model = s3d().eval()
-    assert model.num_features == 1024
+def test_pre_pool_shapes() -> None:
+    """3x32x128² → 1024x4x4x4: widths checked at full size, the t/h/w arithmetic at 1/8 width (it is the same)."""
+    model, tiny = s3d().eval(), s3d(width_mult=0.125).eval()
+    assert (model.num_features, tiny.num_features) == (1024, 128)
     with torch.no_grad():
-        assert model.forward_features(torch.randn(1, 3, 32, 128, 128)).shape == (1, 1024, 4, 4, 4)
-        assert model.forward_features(torch.randn(1, 3, 16, 112, 112)).shape == (1, 1024, 2, 3, 3)
+        assert model.forward_features(torch.randn(1, 3, 5, 17, 17)).shape == (1, 1024, 1, 1, 1)
         assert model(torch.randn(1, 3, 1, 37, 45)).shape == (1, 1024)
+        assert tiny.forward_features(torch.randn(1, 3, 32, 128, 128)).shape == (1, 128, 4, 4, 4)
+        assert tiny.forward_features(torch.randn(1, 3, 16, 112, 112)).shape == (1, 128, 2, 3, 3)
 
 
 def test_min_input_is_the_exact_minimum() -> None:
@@ -152,12 +154,11 @@ def test_tiny_forward_backward_on_odd_inputs(size: tuple[int, int, int], gating:
     assert all(p.grad is not None for p in model.parameters())
 
 
-def test_tiny_pre_pool_map_and_in_channels() -> None:
-    model = s3d(width_mult=0.125, in_channels=2).eval()
-    with torch.no_grad():
-        assert model.forward_features(torch.randn(1, 2, 32, 128, 128)).shape == (1, 128, 4, 4, 4)
+def test_in_channels_and_reset_head() -> None:
+    model = s3d(width_mult=0.125, in_channels=2)
+    assert model(torch.randn(2, 2, 3, 32, 32)).shape == (2, 128)
     model.reset_head(5)
-    assert model(torch.randn(1, 2, 3, 32, 32)).shape == (1, 5)
+    assert model(torch.randn(2, 2, 3, 32, 32)).shape == (2, 5)
 
 
 def test_conv_has_no_bias_and_bn_has_pytorch_defaults() -> None:

@@ -20,6 +20,14 @@ from torch import nn
 __all__ = ["InputShapeError", "VideoBackbone"]
 
 
+_LAYOUT_HINTS = {
+    "b c t h w": "Video clips are (batch, channels, frames, height, width); a single (C, T, H, W) clip needs "
+    ".unsqueeze(0), and decoded (T, C, H, W) frames go through videozoo.transforms_for(model) first.",
+    "b c f t": "Spectrograms are (batch, 1, frequency bins, time steps); a single (1, F, T) log-filterbank "
+    "needs .unsqueeze(0).",
+}
+
+
 class InputShapeError(ValueError):
     """Raised when a tensor does not have the layout a backbone expects."""
 
@@ -80,9 +88,7 @@ class VideoBackbone(nn.Module):
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise InputShapeError(
                 f"{type(self).__name__} expects a float tensor ({', '.join(a.upper() for a in axes)}) "
-                f"with C={self.in_channels}, got {got}. Video clips are (batch, channels, frames, height, "
-                "width); a single (C, T, H, W) clip needs .unsqueeze(0), and decoded (T, C, H, W) frames "
-                "go through videozoo.transforms_for(model) first."
+                f"with C={self.in_channels}, got {got}. {_LAYOUT_HINTS.get(self.input_layout, '')}"
             )
         if not x.is_floating_point():
             raise InputShapeError(
