@@ -15,14 +15,6 @@ from videozoo.backbones.audio import resnet9_audio
 GDT_KEYS = json.loads((Path(__file__).parent / "fixtures" / "gdt_audio_keys.json").read_text())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run fastest on one thread; two OpenMP threads on a busy 2-core machine can be 50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def gdt_to_videozoo(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The rename rule: keep ``audio_network.base.*``, strip that prefix, drop GDT's unused 1000-way ``fc``."""

@@ -12,16 +12,6 @@ from torch import nn
 
 from videozoo.backbones.s3d import S3D, s3d
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run fastest on one thread; two OpenMP threads on a busy 2-core machine can be 50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 COCLR_KEYS = json.loads((Path(__file__).parent / "fixtures" / "coclr_s3d_keys.json").read_text())
 # CoCLR's S3D registers every layer twice: blockN.i is the same module as the named layer.
 COCLR_BLOCK_ALIASES = {

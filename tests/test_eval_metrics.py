@@ -20,16 +20,6 @@ from videozoo.eval.metrics import (
     write_predictions_csv,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these ops are tiny, and on a shared CPU a second thread only waits (5-10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # 4 videos, 3 classes. Ranked classes per row: [1, 2, 0], [0, 1, 2], [2, 1, 0], [0, 2, 1].
 SCORES = torch.tensor(
     [

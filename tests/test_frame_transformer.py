@@ -10,14 +10,6 @@ from videozoo.backbones.frame_transformer import FrameTransformer, frame_transfo
 TINY = dict(frame_model="test_resnet", dim=32, depth=2, heads=2, mlp_dim=64)  # the registry's tiny variant
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run fastest on one thread; two OpenMP threads on a busy 2-core machine can be 50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.parametrize("size", [(1, 32, 32), (4, 32, 32), (3, 37, 45), (16, 32, 32)])
 def test_tokens_and_embedding_shapes(size: tuple[int, int, int]) -> None:

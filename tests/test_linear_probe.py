@@ -7,16 +7,6 @@ import torch
 
 from videozoo.eval.linear_probe import linear_probe
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these ops are tiny, and on a shared CPU a second thread only waits (5-10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 FAST = {"epochs": 15, "batch_size": 128, "lr": 0.5}
 
 

@@ -27,15 +27,6 @@ from videozoo.eval.search import search
 from videozoo.eval.video_predict import sample_clips
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these ops are tiny, and on a shared CPU a second thread only waits (5-10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(name: str, *, num_classes: int = 0, **spec: object) -> torch.nn.Module:
     """A tiny registered model whose input spec is shrunk too (small crops keep the CPU tests fast)."""
     model = videozoo.create_model(name, num_classes=num_classes).eval()

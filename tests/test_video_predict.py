@@ -18,16 +18,6 @@ from videozoo.data.transforms import VideoEval
 from videozoo.eval.metrics import read_predictions_csv
 from videozoo.eval.video_predict import default_average, evaluate_videos, predict_videos, video_scores
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these ops are tiny, and on a shared CPU a second thread only waits (5-10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SPEC = {"frames": 8, "stride": 2, "resize": 40, "crop_size": 32}
 
 
