@@ -62,7 +62,10 @@ def load(
     if weights is None and not pretrained:
         return entry.build(num_classes=num_classes or 0, **kwargs)
     if weights is not None:
-        loaded = hub.read_weights(weights)
+        from videozoo.hub.converters import convert_if_official
+
+        # An official .pth/.tar release converts on the fly; everything else is videozoo's own format.
+        loaded = convert_if_official(weights, entry) or hub.read_weights(weights)
     elif entry.weights is not None and entry.weights.published:
         loaded = hub.download_registered(entry)
     else:

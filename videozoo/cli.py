@@ -121,6 +121,21 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- weights ------------------------------------------------------------------------------------
+@command
+def cmd_convert(args: argparse.Namespace) -> int:
+    from videozoo.hub.converters import run_convert_command
+
+    return run_convert_command(args)
+
+
+@command
+def cmd_publish(args: argparse.Namespace) -> int:
+    from videozoo.hub.publish import run_publish_command
+
+    return run_publish_command(args)
+
+
 # -- data ---------------------------------------------------------------------------------------
 @command
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -149,6 +164,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- argument parsing ---------------------------------------------------------------------------
+def _add_convert_arguments(parser: argparse.ArgumentParser) -> None:
+    from videozoo.hub.converters import add_convert_arguments
+
+    add_convert_arguments(parser)
+
+
+def _add_publish_arguments(parser: argparse.ArgumentParser) -> None:
+    from videozoo.hub.publish import add_publish_arguments
+
+    add_publish_arguments(parser)
+
+
 def _add_flow_arguments(parser: argparse.ArgumentParser) -> None:
     from videozoo.data.flow import add_flow_arguments
 
@@ -201,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=10, help="results per query")
     p.add_argument("--no-center", action="store_true", help="plain cosine, without subtracting the index mean")
     p.add_argument("--device", default="cpu")
+
+    p = sub.add_parser("convert", help="convert an official CoCLR/GDT/STiCA/CACL checkpoint to a weights dir")
+    _add_convert_arguments(p)
+
+    p = sub.add_parser("publish", help="upload a weights directory to the Hugging Face Hub")
+    _add_publish_arguments(p)
 
     p = sub.add_parser("scan", help="list unreadable videos, videos shorter than a clip, videos without audio")
     p.add_argument("dataset", help="a video folder, a path,label list file, or a CSV")

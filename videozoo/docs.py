@@ -12,7 +12,8 @@ HEADER = """# Model zoo
 Generated from `videozoo/registry.py` by `python -m videozoo.docs`; do not edit by hand.
 Every name here works with `videozoo.load(NAME)`, `torch.hub.load("<org>/videozoo", NAME)` and
 `videozoo info NAME`. Status says where the weights come from today: *published on the Hub*,
-*convert from the official file* (`videozoo convert`), or *reproduce with the recipe*.
+*convert from the official file* (`videozoo convert`, see [converting.md](converting.md)), or
+*reproduce with the recipe* (`recipes/`, see [training.md](training.md)).
 """
 
 

@@ -403,6 +403,7 @@ COCLR_METRICS = {
         Metric(LINEAR, "top-1 two-stream", 77.8, "RGB + flow; frozen backbones", "paper"),
     ),
     ("k400", "flow"): (
+        Metric(UCF_RET, "R@1", 44.4, COCLR_RET, "CoCLR README"),
         Metric(UCF_FT, "top-1", 85.3, COCLR_FT, "paper Table 2"),
         Metric(UCF_FT, "top-1 two-stream", 90.6, "RGB + flow logits averaged; " + COCLR_FT, "paper"),
         Metric(LINEAR, "top-1 two-stream", 77.8, "RGB + flow; frozen backbones", "paper"),
@@ -447,7 +448,7 @@ for data, file, ucf, hmdb in (
         spec=STICA_VIDEO,
         weights=_official(file, "gdt", f"gdt_r2plus1d_{data}"),
         paper=GDT,
-        licence="as the official facebookresearch/GDT release",
+        licence="Apache-2.0",
         description=f"GDT audio-visual R(2+1)D-18 video encoder, pretrained on {data.upper()}",
         metrics=(
             Metric("UCF101 finetune (3-fold mean)", "top-1", ucf, GDT_FT, "GDT paper"),

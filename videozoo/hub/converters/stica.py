@@ -1,0 +1,97 @@
+"""Checkpoints saved by STiCA's official training script (facebookresearch/GDT, ``main_stica.py``).
+
+Paper: Patrick, Asano, Huang, Misra, Metze, Henriques, Vedaldi. Space-Time Crop & Attend: Improving Cross-modal
+Video Representation Learning (STiCA). ICCV 2021. No STiCA weights were released; this converts what the script
+writes, ``{epoch, state_dict, optimizer}`` (plus ``amp`` with ``--use_fp16``), where ``state_dict`` is the
+DistributedDataParallel-wrapped ``model.Stica_TransformerFMCrop``, every key starting with ``module.``:
+
+====================================  ==================================================================
+``video_network.base.*``               R(2+1)D-18 (pre-pool map, no classifier): the backbone, kept
+``audio_network.base.*``               ResNet-9 audio network, kept as ``audio_backbone`` (``fc.*`` dropped)
+``video_pooling.2.*``                  transformer pooling (``src/transformer.py``; index 2 of
+                                       Sequential(AdaptiveAvgPool3d, TransposeSqueeze, TransformerPooling)),
+                                       kept as ``pooling``: :class:`~videozoo.heads.TransformerPooling` keeps the
+                                       official names. Absent with ``--num_layer 0`` (average pooling)
+``mlp_v.*``, ``mlp_a.*``               projection heads, kept as ``video_head`` / ``audio_head`` (GDTHead)
+====================================  ==================================================================
+
+Not in the weights, so taken from ``main_stica.py``'s defaults and recorded: 4 attention heads (``--num_head``) and
+resampling time to 4 steps before attending (``--transformer_time_dim``). ``--positional_emb True`` checkpoints
+(``pos_embs``, ``pos_ids``) are refused: videozoo's pooling has no positional embedding, as STiCA's default.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from videozoo.hub.converters.base import (
+    ConversionError,
+    Converted,
+    HeadWeights,
+    KeyLedger,
+    check_top_level,
+    jsonable,
+    state_dict_of,
+    strip_module_prefix,
+    top_level_dropped,
+)
+from videozoo.hub.converters.gdt import take_audio_network, take_projection, take_video_network
+
+__all__ = ["convert_stica"]
+
+TOP_LEVEL = {
+    "epoch": "training epoch (recorded)",
+    "state_dict": "the model",
+    "optimizer": "SGD optimizer state",
+    "amp": "apex mixed-precision loss scaler (--use_fp16)",
+}
+OFFICIAL_HEADS = 4  # main_stica.py --num_head default
+OFFICIAL_TIME_STEPS = 4  # main_stica.py --transformer_time_dim default
+_LAYER = re.compile(r"transformer\.(\d+)\.")
+
+
+def convert_stica(checkpoint: Any, *, source: str, heads: int = OFFICIAL_HEADS,
+                  time_steps: int | None = OFFICIAL_TIME_STEPS) -> Converted:
+    """Convert a ``main_stica.py`` checkpoint; ``heads``/``time_steps`` give the pooling what the file lacks."""
+    top = check_top_level(checkpoint, known=TOP_LEVEL, required=["state_dict"], source=source, fmt="STiCA")
+    state, had_module = strip_module_prefix(state_dict_of(top["state_dict"], source=source, where="'state_dict'"))
+    ledger = KeyLedger(state, source=source, fmt="STiCA", prefix="module." if had_module else "")
+
+    backbone = take_video_network(ledger)
+    parts = {
+        "audio_backbone": take_audio_network(ledger),
+        "pooling": _take_pooling(ledger, source=source, heads=heads, time_steps=time_steps),
+        "video_head": take_projection(ledger, "mlp_v.", source=source),
+        "audio_head": take_projection(ledger, "mlp_a.", source=source),
+    }
+    ledger.finish()
+    return Converted(
+        format="stica", variant="transformer" if parts["pooling"].config["depth"] else "average-pooling",
+        arch="r2plus1d_18", state_dict=backbone, heads=parts,
+        dropped={**ledger.dropped, **top_level_dropped(top, TOP_LEVEL, converted="state_dict")},
+        info={"epoch": jsonable(top.get("epoch")), "module_prefix": had_module},
+        official_names=ledger.names["backbone"],
+    )
+
+
+def _take_pooling(ledger: KeyLedger, *, source: str, heads: int, time_steps: int | None) -> HeadWeights:
+    if ledger.has("video_pooling.2.pos_embs.") or ledger.has("video_pooling.2.pos_ids"):
+        raise ConversionError(f"{source} was trained with --positional_emb True (video_pooling.2.pos_embs): "
+                              "videozoo's TransformerPooling has no positional embedding, as STiCA's default")
+    pooling = ledger.take({"video_pooling.2.": ""}, what="pooling", required=False)
+    layers = sorted({int(m.group(1)) for k in pooling if (m := _LAYER.match(k))})
+    if any(not _LAYER.match(k) for k in pooling) or layers != list(range(len(layers))):
+        raise ConversionError(f"{source}: video_pooling.2.* is not the official TransformerPooling "
+                              f"(keys {sorted(pooling)[:6]}...)")
+    config: dict[str, Any] = {"depth": len(layers)}
+    if layers:
+        dim = pooling["transformer.0.mha.q_lin.weight"].shape[0]
+        config |= {"dim": int(dim), "heads": heads, "time_steps": time_steps,
+                   "ffn_dim": int(pooling["transformer.0.ffn.lin1.weight"].shape[0]),
+                   "value_output_proj": "transformer.0.mha.v_lin.weight" in pooling}
+    return HeadWeights(
+        builder="videozoo.heads.temporal:TransformerPooling", config=config, state_dict=pooling,
+        description="STiCA's transformer temporal pooling (post-norm, query/key projections, token 0)"
+        if layers else "average pooling (--num_layer 0)",
+    )
