@@ -77,6 +77,9 @@ def load(
     model = entry.build(**{**config.get("builder_config", {}), **kwargs, "num_classes": stored_classes})
     hub.load_state_dict_strict(model, loaded.state_dict)
     model.class_names = config.get("class_names")
+    spec = hub.input_spec_from_config(config)
+    if spec is not None and spec != entry.input_spec:  # trained at another clip length or size (finetune input_spec=)
+        model.input_spec = spec
     model.zoo_weights = str(loaded.path)
     if num_classes is not None and num_classes != stored_classes:
         model.reset_head(num_classes)

@@ -102,6 +102,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 @command
+def cmd_finetune(args: argparse.Namespace) -> int:
+    import videozoo
+    from videozoo.eval.finetune import FINETUNE_PROTOCOLS
+
+    protocol = dict(FINETUNE_PROTOCOLS[args.protocol]) if args.protocol else {}
+    given = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size)) if v}
+    _, result = videozoo.finetune(
+        args.model, args.train, args.val, weights=args.weights, pretrained=not args.random_init,
+        freeze="backbone" if args.freeze_backbone else None, out_dir=args.out, device=args.device,
+        num_workers=args.workers, progress=not args.quiet, **{**protocol, **given},
+    )  # fmt: skip
+    if "top1" in result.metrics:
+        print(f"top-1 {100 * result.metrics['top1']:.2f}% over {result.metrics['num_videos']} videos "
+              f"({result.metrics['description']})")  # fmt: skip
+    for path, why in result.bad_videos.items():
+        print(f"unreadable, replaced: {path}: {why}", file=sys.stderr)
+    print(f"model: {result.model_dir}")
+    return 0
+
+
+@command
 def cmd_search(args: argparse.Namespace) -> int:
     import videozoo
     from videozoo.eval.features import load_features
@@ -217,6 +238,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average softmax probabilities or logits (default: as the model's paper did)")  # fmt: skip
     p.add_argument("--csv", type=Path, default=None, help="also write the predictions to this CSV")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("finetune", help="fine-tune a model on labelled videos (a <class>/<video> folder or a CSV)")
+    p.add_argument("train", help="training videos: a folder with one sub-folder per class, or a path,label list")
+    p.add_argument("--val", default=None, help="validation videos, the same way; tested video-level at the end")
+    p.add_argument("--model", required=True, help="model name, or a directory written by save_pretrained")
+    p.add_argument("--weights", default=None, help="weights directory, .safetensors file or Hub repo id")
+    p.add_argument("--random-init", action="store_true", help="start from random weights")
+    p.add_argument("--protocol", choices=("coclr", "cacl", "stica"), default=None,
+                   help="a paper's fine-tuning protocol (docs/finetune.md); the options below override it")  # fmt: skip
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="the head's learning rate (the backbone's: a tenth)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--freeze-backbone", action="store_true", help="train the head only: a linear probe")
+    p.add_argument("--out", default="runs/finetune", help="checkpoints, TensorBoard, results, model/")
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
 
     p = sub.add_parser("search", help="nearest videos of a collection embedded with `videozoo embed`")

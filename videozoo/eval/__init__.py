@@ -4,6 +4,7 @@
 - prediction (:mod:`~videozoo.eval.video_predict`): :func:`predict_videos`, :func:`evaluate_videos` (N clips ×
   M crops, logits or probabilities averaged as each paper did: :data:`TEST_PROTOCOLS`)
 - metrics (:mod:`~videozoo.eval.metrics`): top-k, per-class accuracy, confusion matrix + PNG, CSV, JSON
+- fine-tuning (:mod:`~videozoo.eval.finetune`): :func:`finetune` (papers' protocols: :data:`FINETUNE_PROTOCOLS`)
 - linear probe (:mod:`~videozoo.eval.linear_probe`): :func:`linear_probe` on cached features (CoCLR's protocol)
 - retrieval (:mod:`~videozoo.eval.retrieval`): :func:`evaluate_retrieval`, :func:`recall_at_k` (CoCLR / CACL)
 - search (:mod:`~videozoo.eval.search`): :func:`search` an index written by ``videozoo embed``
@@ -12,6 +13,7 @@ See docs/evaluation.md.
 """
 
 from videozoo.eval.features import EmbedResult, embed_videos, load_features, save_features
+from videozoo.eval.finetune import FINETUNE_PROTOCOLS, FinetuneResult, finetune
 from videozoo.eval.linear_probe import LinearProbeResult, linear_probe, sweep_weight_decay
 from videozoo.eval.metrics import (
     classification_report,
@@ -43,9 +45,11 @@ from videozoo.eval.video_predict import (
 )
 
 __all__ = [
+    "FINETUNE_PROTOCOLS",
     "RETRIEVAL_PROTOCOLS",
     "TEST_PROTOCOLS",
     "EmbedResult",
+    "FinetuneResult",
     "LinearProbeResult",
     "RetrievalProtocol",
     "SearchHit",
@@ -56,6 +60,7 @@ __all__ = [
     "evaluate_retrieval",
     "evaluate_videos",
     "extract_features",
+    "finetune",
     "linear_probe",
     "load_features",
     "nearest_neighbours",

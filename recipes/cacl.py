@@ -1,0 +1,260 @@
+"""CACL pretraining: a 3D CNN and a frame transformer contrast each other, plus shuffle-degree prediction.
+
+Guo et al. Cross-Architecture Self-supervised Video Representation Learning. CVPR 2022 (docs/methods/cacl.md).
+
+    python recipes/cacl.py --preset smoke                          # CPU, a few minutes, synthetic clips, no download
+    python recipes/cacl.py --preset ucf101 --backbone c3d --data UCF101/ --annotations ucfTrainTestlist/
+    python recipes/cacl.py --preset ucf101_released --backbone r21d --data ...   # the released code's choices
+    python recipes/cacl.py --preset ucf101 --frame_model resnet50.a1_in1k --data ...   # skip the frame stage
+    torchrun --nproc_per_node=8 recipes/cacl.py --preset ucf101 --batch_size 8 --data ... --amp bf16
+    python recipes/cacl.py --help                                  # every key, its default, the presets
+
+Stages, top to bottom: 1 config → 2 data → 3 frame network (MoCo on single frames, as the paper's never-released
+frame ResNet-50; or a timm model named by ``--frame_model``) → 4 CACL → 5 shuffle-degree prediction on its own
+(``--sdp_epochs``, the released second script) → 6 retrieval R@1 of the pretrained CNN against its random
+initialisation (``--evaluate``) → 7 export of the CNN (and the transformer) with ``videozoo.save_pretrained``.
+Every stage checkpoints into ``<run_dir>/checkpoints/<stage>/last.pt``; running the same command after a kill
+resumes exactly (finished stages load their last checkpoint and return at once).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+
+import videozoo
+from videozoo.data import UCF101, VideoTrain
+from videozoo.data import preset as augmentation
+from videozoo.data.synthetic import make_synthetic_dataset
+from videozoo.distributed import init_from_env, is_main_process
+from videozoo.eval.retrieval import evaluate_retrieval
+from videozoo.heads.projection import MLPHead
+from videozoo.methods import InfoNCE
+from videozoo.methods.cacl import CACL, FrameNetwork, ShuffleDegree
+from videozoo.registry import InputSpec
+from videozoo.training import Trainer, parse_config, schedules
+
+PAPER = "Guo et al. Cross-Architecture Self-supervised Video Representation Learning. CVPR 2022"
+
+
+# ==================================================================================================
+# 1. config: defaults = the paper's UCF101 setting; presets; any key overridable from the command line
+# ==================================================================================================
+@dataclass
+class Config:
+    data: str = "data/UCF101"  # UCF101 video root
+    annotations: str | None = None  # ucfTrainTestlist folder; default in or beside --data
+    split: int = 1
+    synthetic: bool = False  # write a synthetic motion dataset into run_dir instead of --data
+    synthetic_videos_per_class: int = 16
+    synthetic_clips_per_group: int = 4  # clips per source video; group 1 of each class is held out for testing
+    synthetic_frames: int = 32
+    synthetic_size: int = 64  # rendered frame side, pixels
+    backbone: str = "c3d"  # the 3D CNN: c3d, r3d, r21d or any registered video backbone
+    transformer: str = "frame_transformer"  # registered frame transformer (6 blocks, 768-d)
+    frame_model: str | None = None  # a timm model, used with its timm weights: skips the frame stage
+    frame_arch: str = "resnet50"  # the timm architecture the frame stage trains (MoCo v1 on single frames)
+    frame_epochs: int = 200  # frame stage (the official frame network: MoCo v1, 200 epochs on UCF101 frames)
+    frame_batch_size: int = 256
+    frame_lr: float = 0.03  # SGD, MoCo v1
+    frame_milestones: tuple[float, ...] = (0.6, 0.8)  # lr x0.1 at these fractions (MoCo v1: epochs 120, 160)
+    frame_queue_size: int = 16384
+    frame_crop_scale: tuple[float, float] = (0.2, 1.0)
+    frames: int = 16  # clip length: 16 frames ...
+    stride: int = 2  # ... every 2nd frame
+    resize: tuple[int, int] = (128, 171)  # frames resized to (H, W), then a random crop
+    crop_size: int = 112
+    flip_p: float = 0.5  # horizontal flip probability of the clip augmentation
+    batch_size: int = 64  # per process; official: 64 in all
+    epochs: int = 300
+    lr: float = 1e-2  # SGD, cosine to 0
+    sgd_momentum: float = 0.9
+    wd: float = 1e-4
+    queue_size: int = 6400  # CNN and transformer keys together
+    dim: int = 128
+    temperature: float = 0.07
+    momentum: float = 0.999  # key encoders' EMA
+    sdp_weight: float = 1.0  # shuffle-degree loss weight (paper: joint; released: 0)
+    order_mode: Literal["distance", "positions", "permutation"] = "distance"  # how shuffled orders are drawn
+    tf_negatives: Literal["transformer", "cnn"] = "transformer"  # negatives of the (tf_q, tf_k) pair
+    key_order: Literal["same", "swapped"] = "same"  # key pair (clip, shuffled) or the official (shuffled, clip)
+    sdp_epochs: int = 0  # >0: also train shuffle-degree prediction alone on a fresh CNN (released script)
+    amp: Literal["bf16", "fp16"] | None = None  # autocast
+    channels_last: bool = False  # channels-last-3d
+    compile: bool = False  # torch.compile the method
+    workers: int = 8  # DataLoader workers per process
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    max_steps: int | None = None  # per stage, for debugging
+    ckpt_every_minutes: float = 30.0
+    log_every: int = 10
+    progress: bool = True
+    evaluate: bool = False  # retrieval R@1 (test split queries train split), pretrained vs random init
+    eval_protocol: Literal["cacl", "coclr"] = "cacl"  # conv5 features of 10 clips (CACL) or pooled windows
+    seed: int = 0
+    run_dir: str = "runs/cacl_ucf101"
+
+
+PRESETS = {
+    "ucf101": dict(run_dir="runs/cacl_ucf101"),  # the paper: joint loss, corrected pairing, uniform degrees
+    "ucf101_released": dict(sdp_weight=0.0, order_mode="positions", tf_negatives="cnn", key_order="swapped",
+                            sdp_epochs=300, run_dir="runs/cacl_ucf101_released"),
+    "smoke": dict(synthetic=True, backbone="c3d_tiny", transformer="frame_transformer_tiny", frame_arch="test_resnet",
+                  synthetic_videos_per_class=12, synthetic_frames=32, synthetic_size=64, frame_epochs=2,
+                  frame_batch_size=32, frame_lr=0.03, frame_queue_size=256, stride=1, resize=(36, 36), crop_size=32,
+                  batch_size=16, epochs=8, lr=0.05, queue_size=320, momentum=0.99, workers=2, threads=1,
+                  ckpt_every_minutes=1.0, log_every=5, evaluate=True, run_dir="runs/cacl_smoke"),
+}  # fmt: skip
+
+
+def main() -> None:
+    config, run_info = parse_config(Config(), PRESETS)
+    env = init_from_env()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    run_dir, started = Path(config.run_dir), time.monotonic()
+    torch.manual_seed(config.seed)
+
+    # ==============================================================================================
+    # 2. data: one clip per video, augmented twice (query and key see the same frames), no normalisation
+    # ==============================================================================================
+    data_root, annotations = Path(config.data), config.annotations
+    if config.synthetic:  # the smoke run: motion-only classes, written once into the run directory
+        data_root = annotations = run_dir / "data"
+        if is_main_process() and not (data_root / "testlist01.txt").is_file():
+            make_synthetic_dataset(data_root, videos_per_class=config.synthetic_videos_per_class,
+                                   clips_per_group=config.synthetic_clips_per_group, frames=config.synthetic_frames,
+                                   size=(config.synthetic_size,) * 2, seed=config.seed)
+        if dist.is_initialized():
+            dist.barrier()
+
+    def dataset(*, train: bool = True, **kwargs) -> UCF101:
+        return UCF101(data_root, annotations, split=config.split, train=train, **kwargs)
+
+    clip_aug = augmentation("cacl", crop_size=config.crop_size, resize=config.resize, flip_p=config.flip_p)
+    train_set = dataset(num_frames=config.frames, stride=config.stride, num_views=2, views_share_clip=True,
+                        transform=clip_aug)
+    spec = InputSpec(channels="rgb", frames=config.frames, stride=config.stride, resize=config.resize,
+                     crop_size=config.crop_size, mean=(0.0,) * 3, std=(1.0,) * 3)  # what the exports expect
+
+    def train(method: torch.nn.Module, stage: str, *, epochs: int, batch_size: int, lr: float, data,
+              lr_schedule=None) -> Trainer:
+        optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=lr,
+                                    momentum=config.sgd_momentum, weight_decay=config.wd)
+        trainer = Trainer(
+            method=method, optimizer=optimizer, dataset=data, batch_size=batch_size, epochs=epochs,
+            num_workers=config.workers, lr_schedule=lr_schedule or schedules.cosine(),
+            schedules={"momentum": schedules.constant(config.momentum)}, amp=config.amp,
+            channels_last=config.channels_last, compile=config.compile, log_dir=run_dir / "tensorboard" / stage,
+            log_every=config.log_every, progress=config.progress, ckpt_dir=run_dir / "checkpoints" / stage,
+            ckpt_every_minutes=config.ckpt_every_minutes, seed=config.seed, max_steps=config.max_steps,
+            config=config, run_info=run_info,
+        )  # fmt: skip
+        summary = trainer.fit()
+        if is_main_process():
+            print(f"[{stage}] {summary['steps']} steps, loss {summary['final_loss']:.4f}, {summary['time_s']:.0f} s")
+        return trainer
+
+    # ==============================================================================================
+    # 3. frame network: MoCo v1 on single frames (He et al. 2020), or a timm model as it comes
+    # ==============================================================================================
+    if config.frame_model is None:
+        frame_aug = VideoTrain(crop_size=config.crop_size, scale=config.frame_crop_scale, resize=config.resize,
+                               jitter=(0.4, 0.4, 0.4, 0.4), jitter_p=1.0, grey_p=0.2, blur_p=0.0, mean=0.0, std=1.0)
+        frame_set = dataset(num_frames=1, num_views=2, views_share_clip=True, transform=frame_aug)
+        frame_net = FrameNetwork(model=config.frame_arch)
+        frame_moco = InfoNCE(backbone=frame_net, head=MLPHead(in_dim=frame_net.num_features, out_dim=config.dim),
+                             dim=config.dim, queue_size=config.frame_queue_size, temperature=config.temperature)
+        frame_trainer = train(frame_moco, "1_frames", epochs=config.frame_epochs, batch_size=config.frame_batch_size,
+                              lr=config.frame_lr, data=frame_set,
+                              lr_schedule=schedules.multistep(milestones=config.frame_milestones))
+        transformer = videozoo.create_model(config.transformer, frame_model=config.frame_arch)
+        transformer.frame_model.load_state_dict(frame_trainer.method.export_backbone().model.state_dict())
+    else:
+        transformer = videozoo.create_model(config.transformer, frame_model=config.frame_model, frame_pretrained=True)
+
+    # ==============================================================================================
+    # 4. CACL: cross-architecture MoCo + shuffle-degree prediction (SGD, cosine)
+    # ==============================================================================================
+    backbone = videozoo.create_model(config.backbone)
+    backbone.input_spec = transformer.input_spec = spec
+    random_init = copy.deepcopy(backbone)  # seeded above: a resumed run rebuilds the same initialisation
+    method = CACL(backbone=backbone, transformer=transformer, dim=config.dim, queue_size=config.queue_size,
+                  temperature=config.temperature, num_frames=config.frames, sdp_weight=config.sdp_weight,
+                  order_mode=config.order_mode, tf_negatives=config.tf_negatives, key_order=config.key_order,
+                  seed=config.seed)
+    trainer = train(method, "2_cacl", epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, data=train_set)
+
+    # ==============================================================================================
+    # 5. released code: shuffle-degree prediction alone, a fresh CNN, uniformly random orders, no colour
+    # ==============================================================================================
+    sdp_trainer = None
+    if config.sdp_epochs > 0:
+        plain = VideoTrain(crop_size=config.crop_size, scale=None, resize=config.resize, jitter_p=0.0, grey_p=0.0,
+                           blur_p=0.0, flip_p=0.0, mean=0.0, std=1.0)
+        sdp_set = dataset(num_frames=config.frames, stride=config.stride, transform=plain)
+        sdp_backbone = videozoo.create_model(config.backbone)
+        sdp_backbone.input_spec = spec
+        sdp = ShuffleDegree(backbone=sdp_backbone, num_frames=config.frames, order_mode="permutation",
+                            seed=config.seed)
+        sdp_trainer = train(sdp, "3_sdp", epochs=config.sdp_epochs, batch_size=config.batch_size, lr=config.lr,
+                            data=sdp_set)
+
+    # ==============================================================================================
+    # 6. evaluation: nearest-neighbour retrieval, held-out (test split) videos query the training videos
+    # ==============================================================================================
+    results: dict = {"command": run_info["command"], "overrides": run_info.get("overrides"), "retrieval": {}}
+    if config.evaluate and is_main_process():
+        sets = {split: dataset(train=split == "train") for split in ("train", "test")}
+        for which, model in (("pretrained", trainer.method.export_backbone()), ("random_init", random_init)):
+            query, gallery = sets["test"], sets["train"]
+            r = evaluate_retrieval(model, query_videos=[s.path for s in query.samples], query_labels=query.labels,
+                                   gallery_videos=[s.path for s in gallery.samples], gallery_labels=gallery.labels,
+                                   protocol=config.eval_protocol, ks=(1, 5), device=env.device, progress=False)
+            results["retrieval"][which] = {k: r[k] for k in ("R@1", "R@5", "num_queries", "num_gallery")}
+        r = results["retrieval"]
+        print(f"retrieval R@1 ({config.eval_protocol} protocol): pretrained {r['pretrained']['R@1']:.3f} vs random "
+              f"init {r['random_init']['R@1']:.3f} ({r['pretrained']['num_queries']} held-out queries, "
+              f"{r['pretrained']['num_gallery']} gallery videos)")
+
+    # ==============================================================================================
+    # 7. export: the CNN (and the transformer) with save_pretrained + a model card; the results as JSON
+    # ==============================================================================================
+    data_name = "synthetic" if config.synthetic else "ucf101"
+    pretrained = results["retrieval"].get("pretrained", {})
+    metrics = [dict(task=f"{data_name} split-{config.split} retrieval (test queries train)", metric=metric,
+                    value=100 * value, protocol=f"{config.eval_protocol} retrieval protocol",
+                    source=f"this run: {run_info['command']}")
+               for metric, value in pretrained.items() if metric.startswith("R@")]  # fmt: skip
+    card = {"paper": PAPER, "data": data_name if config.synthetic else str(data_root),
+            "method": f"CACL (sdp_weight={config.sdp_weight}, order_mode={config.order_mode}, "
+                      f"tf_negatives={config.tf_negatives}, key_order={config.key_order})"}  # fmt: skip
+    name = f"cacl_{config.backbone}_{data_name}"
+    description = f"CACL {config.backbone} 3D-CNN branch, pretrained on {data_name}"
+    out = trainer.export(run_dir / "export" / name, metrics=metrics, card={**card, "description": description})
+    if is_main_process():
+        results["exported"] = {"cnn": str(out)}
+        tf_dir = run_dir / "export" / f"cacl_{config.transformer}_{data_name}"
+        videozoo.save_pretrained(trainer.method.export_transformer(), tf_dir,
+                                 card={**card, "recipe_command": run_info["command"],
+                                       "description": f"the video transformer trained beside {name}"})  # fmt: skip
+        results["exported"]["transformer"] = str(tf_dir)
+    if sdp_trainer is not None:
+        sdp_out = sdp_trainer.export(run_dir / "export" / f"sdp_{config.backbone}_{data_name}",
+                                     card={**card, "method": "shuffle-degree prediction alone (train_pretrain_sdp.py)",
+                                           "description": f"{config.backbone} trained on shuffle degrees only"})
+        results["exported"] = {**results.get("exported", {}), "sdp": str(sdp_out)}
+    if is_main_process():
+        results["wall_time_s"] = time.monotonic() - started
+        (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"results: {run_dir / 'results.json'}; weights: {run_dir / 'export'} ({results['wall_time_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

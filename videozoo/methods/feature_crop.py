@@ -1,0 +1,113 @@
+"""Feature Crop: crops of a backbone's pre-pool feature map, drawn uniformly over every valid position.
+
+Paper:
+    Patrick, Asano, Huang, Misra, Metze, Henriques, Vedaldi. Space-Time Crop & Attend: Improving Cross-modal Video
+    Representation Learning (STiCA). ICCV 2021.
+
+STiCA crops the map ``(B, D, T, H, W)`` that the backbone computed once per view, instead of cropping the input and
+running the backbone again: any number of crops costs one backbone pass per view. For R(2+1)D-18 at 112² the map
+is 512×T×7×7 and the official crops are 6×6 (large) and 4×4 (small) in space, 3 / 2 steps (T=4) or 6 / 4 (T=8) in
+time. Here the sizes are fractions of the map, so any map gets crops of the same proportions:
+
+    spatial   large 6/7, small 4/7 of H and of W     (7 → 6 and 4; 4 → 3 and 2)
+    temporal  large 3/4, small 1/2 of T              (4 → 3 and 2; 8 → 6 and 4)
+
+rounded half up, at least 1 and at most the whole axis.
+
+A spatial crop keeps every time step, a temporal crop every position. Offsets are uniform over ``0 … size −
+window`` inclusive. The official ``get_fm_crop`` draws ``np.random.randint(0, 7 - window)``, whose upper bound is
+exclusive: a large spatial crop always sits at (0, 0), a large temporal crop at 0 for T=4, and small crops never
+touch the last row, column or step. That is a bug, not a design (nothing in the paper asks for it), and is not
+reproduced here.
+
+Everything here is a pure function of its arguments; randomness comes only from the ``torch.Generator`` passed in
+(a CPU generator: offsets are Python ints, whatever device the map is on).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from einops import rearrange
+
+__all__ = [
+    "SPATIAL_FRACTIONS",
+    "TEMPORAL_FRACTIONS",
+    "Crop",
+    "apply_crops",
+    "crop_length",
+    "sample_crops",
+    "sample_offsets",
+]
+
+SPATIAL_FRACTIONS = {"large": 6 / 7, "small": 4 / 7}  # of H and W: 6×6 and 4×4 of a 7×7 map
+TEMPORAL_FRACTIONS = {"large": 3 / 4, "small": 1 / 2}  # of T: 3 and 2 of 4, 6 and 4 of 8
+
+
+class Crop(NamedTuple):
+    """A box on the (T, H, W) axes of a map: ``start`` and ``size`` per axis."""
+
+    t: tuple[int, int]
+    h: tuple[int, int]
+    w: tuple[int, int]
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        return self.t[1], self.h[1], self.w[1]
+
+    def slices(self) -> tuple[slice, slice, slice]:
+        return tuple(slice(start, start + size) for start, size in self)  # type: ignore[return-value]
+
+
+def crop_length(size: int, fraction: float) -> int:
+    """``fraction`` of an axis of ``size`` steps: rounded half up, at least 1, at most ``size``."""
+    if size < 1 or not 0 < fraction <= 1:
+        raise ValueError(f"crop_length needs size >= 1 and 0 < fraction <= 1, got {size}, {fraction}")
+    return max(1, min(size, math.floor(fraction * size + 0.5)))
+
+
+def sample_offsets(size: int, window: int, num: int, *, generator: torch.Generator | None = None) -> list[int]:
+    """``num`` offsets, each uniform over ``0 … size − window`` (both ends included)."""
+    if not 1 <= window <= size:
+        raise ValueError(f"a window of {window} does not fit an axis of {size}")
+    return torch.randint(0, size - window + 1, (num,), generator=generator).tolist()
+
+
+def sample_crops(
+    shape: Sequence[int],
+    *,
+    num: int,
+    fraction: float,
+    temporal: bool,
+    generator: torch.Generator | None = None,
+) -> list[Crop]:
+    """``num`` crops of a map whose (T, H, W) are ``shape``.
+
+    ``temporal=False``: spatial crops, ``fraction`` of H and of W, all time steps, height and width offsets drawn
+    independently. ``temporal=True``: ``fraction`` of T, the whole frame.
+    """
+    t, h, w = shape
+    if temporal:
+        size = crop_length(t, fraction)
+        return [Crop((s, size), (0, h), (0, w)) for s in sample_offsets(t, size, num, generator=generator)]
+    sh, sw = crop_length(h, fraction), crop_length(w, fraction)
+    tops = sample_offsets(h, sh, num, generator=generator)
+    lefts = sample_offsets(w, sw, num, generator=generator)
+    return [Crop((0, t), (top, sh), (left, sw)) for top, left in zip(tops, lefts)]
+
+
+def apply_crops(features: torch.Tensor, crops: Sequence[Crop]) -> torch.Tensor:
+    """Cut ``crops`` (all of one size) out of ``features`` (B, D, T, H, W) → (N·B, D, t, h, w), crop-major.
+
+    Row ``n·B + b`` is crop ``n`` of sample ``b``; every sample of the batch gets the same boxes (as officially).
+    Slicing is a view; the one copy is the stack that lets pooling and head take all N crops in one call.
+    """
+    if features.ndim != 5:
+        raise ValueError(f"feature crops need a (B, D, T, H, W) map, got {tuple(features.shape)}")
+    if len({c.size for c in crops}) != 1:
+        raise ValueError(f"apply_crops takes crops of one size, got {sorted({c.size for c in crops})}")
+    pieces = [features[(..., *crop.slices())] for crop in crops]  # N × (B, D, t, h, w)
+    return rearrange(torch.stack(pieces), "n b d t h w -> (n b) d t h w")
