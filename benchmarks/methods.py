@@ -22,10 +22,7 @@ from pathlib import Path
 import torch
 
 import videozoo
-from videozoo.methods.cacl import CACL
-from videozoo.methods.coclr import CoCLR
-from videozoo.methods.infonce import InfoNCE
-from videozoo.methods.stica import GDT, STiCA
+from videozoo.methods import CACL, GDT, CoCLR, InfoNCE, STiCA
 
 
 def backbones(full: bool) -> dict[str, str]:
