@@ -173,6 +173,17 @@ def test_coclr_self_positive_coin_is_reproducible_from_the_state() -> None:
     assert all(x == pytest.approx(y) for x, y in losses)
 
 
+def test_coclr_under_bf16_autocast_keeps_the_loss_in_float32() -> None:
+    method = make_coclr()
+    fill(method, vname=[10, 11, 12, 13, 14, 10], second=F.normalize(torch.randn(K, DIM), dim=1))
+    batch = {"video": clips(4), "flow": clips(4, seed=1), "source_id": torch.tensor([10, 11, 1, 2])}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = method(batch, momentum=0.99)
+    assert out["loss"].dtype == torch.float32 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert out["logs"]["mining"].item() == 1.0
+
+
 # -- two processes (gloo) == one process on the global batch ----------------------------------------------
 B_RANK = 4  # per rank; global batch 8 = queue size, so the second step mines from a full queue
 

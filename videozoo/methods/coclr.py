@@ -151,7 +151,8 @@ class CoCLR(InfoNCE):
         same_source = (source_id[:, None] == queue_ids[None, :]) & (source_id[:, None] >= 0)  # (B, K)
         mined = torch.zeros_like(same_source)
         if self.topk > 0 and self.queue_second.full:
-            similarity = other @ self.queue_second.features.T  # (B, K) cosine, in the other modality
+            with torch.autocast(other.device.type, enabled=False):  # float32: bf16 would shuffle near-ties
+                similarity = other.float() @ self.queue_second.features.T  # (B, K) cosine, in the other modality
             mined = mine_topk(similarity, k=self.topk, exclude=same_source)
         own = torch.ones_like(same_source[:, :1])  # (B, 1)
         return torch.cat([own, same_source | mined], dim=1), mined

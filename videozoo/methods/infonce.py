@@ -104,13 +104,15 @@ class InfoNCE(Method):
             # encoder, so a query cannot find its key through the batch statistics (He et al. 2020, Sec. 3.3)
             x_k, idx_unshuffle = batch_shuffle(x_k)
             k = batch_unshuffle(self.encoder_k(x_k), idx_unshuffle)  # (B, dim)
-        # losses in float32: under bf16 autocast the logits /0.07 would lose the digits that tell keys apart
+        # losses in float32: in bf16 the logits / 0.07 would lose the digits that tell keys apart
         return q.float(), k.float()
 
     def logits(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """(B, 1+K) = [q·k, q·queue] / T; column 0 is the positive (MoCo's layout, which masks index)."""
-        # the queue is written in place after this step's loss; backward needs the values it was computed from
-        logits, _ = info_nce_logits(q, k, self.queue.features.clone(), temperature=self.temperature)
+        # the queue is written in place after this step's loss; backward needs the values it was computed from.
+        # float32 even under bf16 autocast, which would otherwise run these matmuls in bf16
+        with torch.autocast(q.device.type, enabled=False):
+            logits, _ = info_nce_logits(q.float(), k.float(), self.queue.features.clone(), temperature=self.temperature)
         return logits
 
     def enqueue(self, k: torch.Tensor, **fields: torch.Tensor) -> None:
