@@ -36,6 +36,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -159,7 +160,9 @@ class CoCLR(InfoNCE):
 
     def _coin(self) -> torch.Generator:
         """A CPU generator for this step's self-positive coin: the same on every rank, resumable."""
-        return torch.Generator().manual_seed((self.seed << 32) + int(self.num_steps))
+        # torch's CPU generator keeps only 32 bits of a seed, so (seed << 32) + step would ignore the seed: mix both.
+        state = np.random.SeedSequence([self.seed, int(self.num_steps)]).generate_state(1)[0]
+        return torch.Generator().manual_seed(int(state))
 
     # -- the method ----------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Any], *, momentum: float = 0.999) -> dict[str, Any]:
