@@ -9,7 +9,8 @@ Twins (same architecture, random weights, classifier removed on both sides so bo
 Every model sees the same input in the same process. Forward = eval mode under ``torch.inference_mode``;
 forward+backward = train mode, ``out.square().mean().backward()``. The two implementations of a pair are timed in
 turn, in a random order every round after one warm-up call each, so that a busy machine slows both alike;
-clips/s = batch / median time of one call. The target is ratio = ours / torchvision >= 1.0.
+clips/s = batch / median time of one call. ratio = torchvision's time / ours in the same round, its median and
+interquartile range over the rounds. The target is ratio >= 1.0.
 Backbones without a twin (``c3d``, ``r3d``, ``r21d``, ``resnet9_audio``, ``frame_transformer``) are timed alone,
 built from the registry; the audio network gets a 1 s log-filterbank of its registered input spec.
 
@@ -75,8 +76,8 @@ def step(model: nn.Module, x: torch.Tensor, train: bool) -> Callable[[], None]:
     return run
 
 
-def interleaved(fns: dict[str, Callable[[], None]], rounds: int, seed: int = 0) -> dict[str, float]:
-    """Median seconds per call of each ``fn``, timed in turn in a random order every round after one warm-up."""
+def interleaved(fns: dict[str, Callable[[], None]], rounds: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seconds per call of each ``fn`` in every round, timed in turn in a random order after one warm-up each."""
     rng = np.random.default_rng(seed)
     times: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():
@@ -86,7 +87,18 @@ def interleaved(fns: dict[str, Callable[[], None]], rounds: int, seed: int = 0) 
             start = time.perf_counter()
             fns[k]()
             times[k].append(time.perf_counter() - start)
-    return {k: float(np.median(v)) for k, v in times.items()}
+    return {k: np.asarray(v) for k, v in times.items()}
+
+
+def paired_ratio(ours: np.ndarray, twin: np.ndarray) -> tuple[float, float, float]:
+    """Median and interquartile range of the per-round ratios twin time / ours time.
+
+    Pairing by round cancels what a busy machine does to both calls of a round; the spread says how far a
+    single figure can be trusted (identical op sequences give a median near 1.0 with an IQR across it).
+    """
+    ratios = twin / ours
+    low, mid, high = np.percentile(ratios, [25, 50, 75])
+    return float(mid), float(low), float(high)
 
 
 def millions(model: nn.Module) -> float:
@@ -106,9 +118,10 @@ def bench(name: str, args: argparse.Namespace) -> dict:
     row["params_m"] = {k: round(millions(m), 2) for k, m in models.items()}
     for mode, train in (("forward", False), ("forward_backward", True)):
         seconds = interleaved({k: step(m, x, train) for k, m in models.items()}, args.rounds)
-        row[mode] = {k: args.batch / s for k, s in seconds.items()}
+        row[mode] = {k: args.batch / float(np.median(s)) for k, s in seconds.items()}
         if "torchvision" in seconds:
-            row[mode]["ratio"] = seconds["torchvision"] / seconds["ours"]
+            mid, low, high = paired_ratio(seconds["ours"], seconds["torchvision"])
+            row[mode].update(ratio=mid, ratio_iqr=[low, high])
     return row
 
 
@@ -117,9 +130,11 @@ def table(rows: list[dict]) -> str:
         r = row[mode]
         if "ratio" not in r:
             return f"{r['ours']:.2f} | – | –"
-        return f"{r['ours']:.2f} | {r['torchvision']:.2f} | **{r['ratio']:.2f}**"
+        low, high = r["ratio_iqr"]
+        return f"{r['ours']:.2f} | {r['torchvision']:.2f} | **{r['ratio']:.2f}** ({low:.2f}–{high:.2f})"
 
-    lines = ["| backbone | params (M) ours / tv | fwd ours | fwd tv | ratio | fwd+bwd ours | fwd+bwd tv | ratio |",
+    lines = ["| backbone | params (M) ours / tv | fwd ours | fwd tv | ratio (IQR) | fwd+bwd ours | fwd+bwd tv "
+             "| ratio (IQR) |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if "error" in row:
@@ -154,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
               "torchvision": torchvision.__version__, "platform": platform.platform(),
               "processor": platform.processor()}
     print(f"clips/s, input {args.batch}x3x{args.frames}x{args.size}², {args.rounds} rounds, {args.device}, "
-          f"{config['threads']} threads, torch {torch.__version__}; ratio = ours / torchvision (target >= 1.0)")
+          f"{config['threads']} threads, torch {torch.__version__}; ratio = torchvision time / ours, median (IQR) "
+          "over rounds (target >= 1.0)")
     rows = []
     for name in names:
         rows.append(bench(name, args))

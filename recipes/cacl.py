@@ -57,6 +57,7 @@ class Config:
     synthetic_clips_per_group: int = 4  # clips per source video; group 1 of each class is held out for testing
     synthetic_frames: int = 32
     synthetic_size: int = 64  # rendered frame side, pixels
+    synthetic_scenes: int | None = 2  # scenes shared by every class (None: one per group and class; see synthetic.py)
     backbone: str = "c3d"  # the 3D CNN: c3d, r3d, r21d or any registered video backbone
     transformer: str = "frame_transformer"  # registered frame transformer (6 blocks, 768-d)
     frame_model: str | None = None  # a timm model, used with its timm weights: skips the frame stage
@@ -105,11 +106,14 @@ PRESETS = {
     "ucf101": dict(run_dir="runs/cacl_ucf101"),  # the paper: joint loss, corrected pairing, uniform degrees
     "ucf101_released": dict(sdp_weight=0.0, order_mode="positions", tf_negatives="cnn", key_order="swapped",
                             sdp_epochs=300, run_dir="runs/cacl_ucf101_released"),
+    # smoke: 8-frame clips of 16-frame videos (fast motion), no flip (the synthetic classes come in mirror pairs),
+    # a queue shorter than one epoch of keys (else it holds stale keys of the query's own video as negatives)
     "smoke": dict(synthetic=True, backbone="c3d_tiny", transformer="frame_transformer_tiny", frame_arch="test_resnet",
-                  synthetic_videos_per_class=12, synthetic_frames=32, synthetic_size=64, frame_epochs=2,
-                  frame_batch_size=32, frame_lr=0.03, frame_queue_size=256, stride=1, resize=(36, 36), crop_size=32,
-                  batch_size=16, epochs=8, lr=0.05, queue_size=320, momentum=0.99, workers=2, threads=1,
-                  ckpt_every_minutes=1.0, log_every=5, evaluate=True, run_dir="runs/cacl_smoke"),
+                  synthetic_videos_per_class=16, synthetic_clips_per_group=4, synthetic_frames=16, synthetic_size=64,
+                  frame_epochs=10, frame_batch_size=32, frame_queue_size=64, frames=8, stride=2, resize=(36, 36),
+                  crop_size=32, flip_p=0.0, batch_size=16, epochs=20, lr=0.01, queue_size=96, temperature=0.1,
+                  momentum=0.99, workers=2, threads=1, ckpt_every_minutes=1.0, log_every=5, evaluate=True,
+                  run_dir="runs/cacl_smoke"),
 }  # fmt: skip
 
 
@@ -130,6 +134,7 @@ def main() -> None:
         if is_main_process() and not (data_root / "testlist01.txt").is_file():
             make_synthetic_dataset(data_root, videos_per_class=config.synthetic_videos_per_class,
                                    clips_per_group=config.synthetic_clips_per_group, frames=config.synthetic_frames,
+                                   scenes=config.synthetic_scenes,
                                    size=(config.synthetic_size,) * 2, seed=config.seed)
         if dist.is_initialized():
             dist.barrier()
@@ -158,7 +163,8 @@ def main() -> None:
         )  # fmt: skip
         summary = trainer.fit()
         if is_main_process():
-            print(f"[{stage}] {summary['steps']} steps, loss {summary['final_loss']:.4f}, {summary['time_s']:.0f} s")
+            loss = "resumed finished" if summary["final_loss"] is None else f"loss {summary['final_loss']:.4f}"
+            print(f"[{stage}] {summary['steps']} steps, {loss}, {summary['time_s']:.0f} s")
         return trainer
 
     # ==============================================================================================

@@ -57,6 +57,7 @@ class Config:
     synthetic_clips_per_group: int = 2  # clips cut from one "source video" (same appearance); group 1 is the test set
     synthetic_frames: int = 16
     synthetic_size: int = 64  # rendered frame side, pixels
+    synthetic_scenes: int | None = 2  # scenes shared by every class (None: one per group and class; see synthetic.py)
     flow_size: int | None = None  # short side at which synthetic flow is extracted (None: stored resolution)
     backbone: str = "s3d"  # any registered backbone (videozoo.list_models(tiny=None))
     frames: int = 32  # clip length: 32 consecutive frames
@@ -64,6 +65,7 @@ class Config:
     crop_size: int = 128
     crop_scale: tuple[float, float] = (0.2, 1.0)  # random resized crop area
     blur_sigma: tuple[float, float] = (0.1, 2.0)  # Gaussian blur sigma range, pixels (p 0.5)
+    flip_p: float = 0.5  # horizontal flip; 0 where direction is the label (the synthetic classes are mirror pairs)
     decode_size: int | None = None  # resize while decoding (short side)
     batch_size: int = 32  # per process; official: 32 per GPU on 2 GPUs (UCF101), 4 GPUs (K400 InfoNCE)
     lr: float = 1e-3  # Adam
@@ -101,7 +103,7 @@ PRESETS = {
                  coclr_milestones=(40,), cycles=1, batch_size=32, run_dir="runs/coclr_k400"),
     "smoke": dict(synthetic=True, backbone="r3d_tiny", synthetic_videos_per_class=16, synthetic_clips_per_group=4,
                   synthetic_frames=10, synthetic_size=64, flow_size=32, decode_size=32, frames=8, crop_size=32,
-                  crop_scale=(0.5, 1.0), blur_sigma=(0.1, 0.5), batch_size=16, lr=3e-3, infonce_epochs=6,
+                  crop_scale=(0.5, 1.0), blur_sigma=(0.1, 0.5), flip_p=0.0, batch_size=16, lr=3e-3, infonce_epochs=6,
                   infonce_milestones=(), coclr_epochs=2, coclr_milestones=(), cycles=1, queue_size=48, momentum=0.95,
                   topk=2, workers=2, ckpt_every_minutes=1.0, log_every=3, evaluate=True, run_dir="runs/coclr_smoke"),
 }  # fmt: skip
@@ -128,6 +130,7 @@ def main() -> None:
             if not (data_root / "testlist01.txt").is_file():
                 make_synthetic_dataset(data_root, videos_per_class=config.synthetic_videos_per_class,
                                        clips_per_group=config.synthetic_clips_per_group,
+                                       scenes=config.synthetic_scenes,
                                        frames=config.synthetic_frames, seed=config.seed,
                                        size=(config.synthetic_size, config.synthetic_size))
             print("flow:", extract_flow_folder(data_root, flow_root, size=config.flow_size, workers=config.workers,
@@ -141,7 +144,8 @@ def main() -> None:
             return Kinetics400(data_root, annotations or data_root.parent / "kinetics400_train.csv", **common)
         return UCF101(data_root, annotations, split=config.split, train=train, **common)
 
-    train_aug = augmentation("coclr", crop_size=config.crop_size, scale=config.crop_scale, blur_sigma=config.blur_sigma)
+    train_aug = augmentation("coclr", crop_size=config.crop_size, scale=config.crop_scale, blur_sigma=config.blur_sigma,
+                             flip_p=config.flip_p)
     train_sets = {  # what each stage reads: InfoNCE needs one modality, CoCLR both
         "video": dataset(train=True, flow=False, num_views=2, transform=train_aug),
         "flow": dataset(train=True, num_views=2, transform=PairedTransform(train_aug.without_colour())),
@@ -176,7 +180,8 @@ def main() -> None:
         )  # fmt: skip
         summary = trainer.fit()
         if is_main_process():
-            print(f"[{stage}] {summary['steps']} steps, loss {summary['final_loss']}, {summary['time_s']:.0f} s")
+            loss = "resumed finished" if summary["final_loss"] is None else f"loss {summary['final_loss']:.4f}"
+            print(f"[{stage}] {summary['steps']} steps, {loss}, {summary['time_s']:.0f} s")
         return trainer
 
     # ==============================================================================================
@@ -221,7 +226,9 @@ def main() -> None:
             loader = torch.utils.data.DataLoader(sets[split], batch_size=8, num_workers=config.workers)
             rows, labels = {k: [] for k in nets}, []
             for batch in loader:
-                clips = batch[modality].to(env.device)  # (B, N, C, T, H, W)
+                clips = batch[modality].to(env.device)  # (B, N, C, T, H, W); (B, C, T, H, W) for one clip
+                if clips.ndim == 5:
+                    clips = rearrange(clips, "b c t h w -> b 1 c t h w")
                 for k, net in nets.items():
                     emb = F.normalize(net(rearrange(clips, "b n c t h w -> (b n) c t h w")).float(), dim=1)
                     rows[k].append(rearrange(emb, "(b n) d -> b n d", b=clips.shape[0]).mean(dim=1).cpu())

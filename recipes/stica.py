@@ -55,6 +55,8 @@ class Config:
     synthetic_videos_per_class: int = 12
     synthetic_frames: int = 32
     synthetic_size: int = 64  # rendered frame side, pixels
+    synthetic_clips_per_group: int = 2  # clips per source video; group 1 of each class is held out
+    synthetic_scenes: int | None = 2  # scenes shared by every class (None: one per group and class; see synthetic.py)
     backbone: str = "r2plus1d_18"  # any registered video backbone with a (B, D, T, H, W) pre-pool map
     audio_backbone: str = "resnet9_audio"
     frames: int = 60  # clip length: 2 s at 30 fps (T=8 in the pre-pool map)
@@ -109,7 +111,8 @@ PRESETS = {
                      large_tcrops=0, small_tcrops=0, temperature_av=0.07, batch_size=8, epochs=201, lr=0.64,
                      warmup_epochs=10, run_dir="runs/gdt_k400"),
     "smoke": dict(synthetic=True, backbone="r2plus1d_18_tiny", audio_backbone="resnet9_audio_tiny",
-                  synthetic_videos_per_class=12, synthetic_frames=32, synthetic_size=64, frames=16, fps=16.0,
+                  synthetic_videos_per_class=16, synthetic_clips_per_group=4, synthetic_frames=16, synthetic_size=64,
+                  frames=8, fps=None,
                   decode_size=None, crop_size=32, crop_scale=(0.5, 1.0), flip_p=0.0, blur_p=0.0, head_dropout=0.0,
                   batch_size=16, epochs=40, lr=0.1, warmup_epochs=2, warmup_lr=0.01, workers=2, threads=1,
                   ckpt_every_minutes=1.0, log_every=5, evaluate=True, run_dir="runs/stica_smoke"),
@@ -132,7 +135,9 @@ def main() -> None:
         data_root = run_dir / "data"
         if is_main_process() and not (data_root / "testlist01.txt").is_file():
             make_synthetic_dataset(data_root, videos_per_class=config.synthetic_videos_per_class, audio=True,
-                                   frames=config.synthetic_frames, size=(config.synthetic_size,) * 2, seed=config.seed)
+                                   frames=config.synthetic_frames, size=(config.synthetic_size,) * 2, seed=config.seed,
+                                   clips_per_group=config.synthetic_clips_per_group,
+                                   scenes=config.synthetic_scenes)
         if dist.is_initialized():
             dist.barrier()
 
@@ -193,8 +198,8 @@ def main() -> None:
     )  # fmt: skip
     summary = trainer.fit()
     if is_main_process():
-        print(f"[{config.method}] {summary['steps']} steps, loss {summary['final_loss']:.4f}, "
-              f"{summary['time_s']:.0f} s")
+        loss = "resumed finished" if summary["final_loss"] is None else f"loss {summary['final_loss']:.4f}"
+        print(f"[{config.method}] {summary['steps']} steps, {loss}, {summary['time_s']:.0f} s")
 
     # ==============================================================================================
     # 5. evaluation: nearest-neighbour retrieval, held-out (test split) videos query the training videos

@@ -117,3 +117,22 @@ def test_write_video_round_trip(tmp_path: Path) -> None:
 def test_unknown_class_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown classes"):
         make_synthetic_dataset(tmp_path, classes=("jump",))
+
+
+def test_shared_scenes_repeat_across_classes(tmp_path: Path) -> None:
+    kwargs = dict(classes=("left", "up"), videos_per_class=4, frames=4, size=(48, 48), clips_per_group=1)
+    shared = make_synthetic_dataset(tmp_path / "shared", scenes=2, **kwargs)  # groups 1 2 3 4 -> scenes 0 1 0 1
+    own = make_synthetic_dataset(tmp_path / "own", **kwargs)  # default: a scene per group and class
+
+    def alike(root: Path, a: tuple[str, int], b: tuple[str, int]) -> float:
+        """Share of pixels alike in the first frames of two videos (the objects cover the rest)."""
+        x, y = (read_clip(next((root / c).glob(f"*_g{g:02d}_*.mp4")), num_frames=1)[0].float() for c, g in (a, b))
+        return ((x - y).abs().amax(dim=0) < 12).float().mean().item()
+
+    assert alike(shared, ("left", 1), ("up", 1)) > 0.5  # one scene in both classes
+    assert alike(shared, ("left", 1), ("up", 3)) > 0.5  # and again in a later group
+    assert alike(shared, ("left", 1), ("left", 2)) < 0.2  # the other scene
+    assert alike(own, ("left", 1), ("up", 1)) < 0.2
+    with pytest.raises(ValueError, match="scenes"):
+        make_synthetic_dataset(tmp_path / "bad", scenes=0)
+

@@ -67,7 +67,8 @@ class InputSpec:
 
     def describe(self) -> str:
         if self.channels == "audio":
-            return f"audio, {self.seconds:g} s mono at {self.sample_rate} Hz, {self.freq_bins}-bin log filterbank"
+            length = "the clip's length" if self.seconds is None else f"{self.seconds:g} s"
+            return f"audio, {length} mono at {self.sample_rate} Hz, {self.freq_bins}-bin log filterbank"
         timing = f"{self.fps:g} fps" if self.fps else f"stride {self.stride}"
         resize = "x".join(map(str, self.resize)) if isinstance(self.resize, tuple) else f"short side {self.resize}"
         return f"{self.channels}, {self.frames} frames at {timing}, resize {resize}, crop {self.crop_size}"

@@ -13,6 +13,13 @@ the annotation folder of ``UCF101``): ``classInd.txt`` (1-based), ``trainlist01.
 ``testlist01.txt`` (``path``). Videos come in groups of ``clips_per_group`` "clips of one source video" (same
 appearance, different motion draws), named ``_gXX_cYY`` as UCF101's, so same-source positives exist; the split
 keeps each group on one side (group 1 of every class is the test set, as UCF101 split 1 tests on groups 1-7).
+
+Scenes. By default every group of every class has an appearance of its own. That keeps the label out of the
+appearance, but a tiny network trained on a few hundred such videos memorises the appearances (which are all it
+needs to tell videos apart) and does not generalise. With ``scenes=K`` group g of every class is filmed on scene
+(g - 1) mod K: the same K backgrounds and objects, in the same poses, in every class. An
+instance-discrimination objective must then tell videos apart by how they move, and held-out groups show scenes
+the training groups showed too, in other classes, so a network that matches appearance retrieves the wrong class.
 """
 
 from __future__ import annotations
@@ -106,14 +113,19 @@ def _sprite(rng: np.random.Generator, radius: int) -> np.ndarray:
     return np.dstack([texture, alpha])
 
 
-def _trajectory(kind: str, sign: int, rng: np.random.Generator, frames: int, height: int, width: int) -> dict:
-    """Per-frame centre (x, y), angle (deg, clockwise on screen) and scale of one object, and the audio cue."""
+def _trajectory(kind: str, sign: int, pose: np.random.Generator, rng: np.random.Generator, frames: int, height: int,
+                width: int) -> dict:
+    """Per-frame centre (x, y), angle (deg, clockwise on screen) and scale of one object, and the audio cue.
+
+    The object's pose (its centre at mid-clip, its angle at the start) comes from ``pose``, the scene's generator:
+    a static pose that differed per video would tell the videos of one scene apart without any motion. ``rng``
+    draws the motion itself (speed, rate of turn, zoom factor)."""
     t = np.arange(frames, dtype=np.float64)
     mid = (frames - 1) / 2
     unit = min(height, width) / 64  # motion scales with the frame
-    cx = width / 2 + rng.uniform(-0.1, 0.1) * width + np.zeros(frames)
-    cy = height / 2 + rng.uniform(-0.1, 0.1) * height + np.zeros(frames)
-    angle = rng.uniform(0, 360) + np.zeros(frames)
+    cx = width / 2 + pose.uniform(-0.1, 0.1) * width + np.zeros(frames)
+    cy = height / 2 + pose.uniform(-0.1, 0.1) * height + np.zeros(frames)
+    angle = pose.uniform(0, 360) + np.zeros(frames)
     scale = np.ones(frames)
     speed = rng.uniform(0.6, 1.0) * unit * 32 / max(frames, 2)  # px/frame: the path spans about half the frame
     if kind == "x":
@@ -135,14 +147,17 @@ def _trajectory(kind: str, sign: int, rng: np.random.Generator, frames: int, hei
 
 def render_clip(label: str, *, frames: int, size: tuple[int, int], appearance_seed: Sequence[int],
                 motion_seed: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (T, H, W, 3) frames of one video of class ``label``, and its per-frame audio cue in [0, 1]."""
+    """uint8 (T, H, W, 3) frames of one video of class ``label``, and its per-frame audio cue in [0, 1].
+
+    The scene (background, objects and their pose) comes from ``appearance_seed``, the motion (speed, rate of
+    turn, zoom factor) from ``motion_seed``."""
     kind, sign = MOTIONS[label]
     height, width = size
     look, move = np.random.default_rng(list(appearance_seed)), np.random.default_rng(list(motion_seed))
     background = _noise_texture(look, height, width, cells=int(look.integers(4, 9)), contrast=look.uniform(0.1, 0.3))
     radius = max(3, int(min(height, width) * look.uniform(0.14, 0.22)))
     sprites = [_sprite(look, radius) for _ in range(int(look.integers(1, 3)))]
-    paths = [_trajectory(kind, sign, move, frames, height, width) for _ in sprites]
+    paths = [_trajectory(kind, sign, look, move, frames, height, width) for _ in sprites]
     if len(paths) == 2:  # keep two objects apart: one on each side of the motion's axis
         offset = 0.22 * (height if kind == "x" else width)
         for path, side in zip(paths, (-1, 1)):
@@ -181,18 +196,20 @@ def tone(cue: np.ndarray, kind: str, *, fps: float, sample_rate: int, rng: np.ra
 def make_synthetic_dataset(root: str | os.PathLike, *, classes: Sequence[str] = CLASSES, videos_per_class: int = 8,
                            frames: int = 32, size: tuple[int, int] = (64, 64), fps: float = 16, audio: bool = False,
                            seed: int = 0, codec: str = "mpeg4", clips_per_group: int = 2, sample_rate: int = 16000,
-                           progress: bool = False) -> Path:
-    """Write the dataset (layout: module docstring) and return ``root``. Same ``seed`` -> same videos."""
+                           scenes: int | None = None, progress: bool = False) -> Path:
+    """Write the dataset (layout and ``scenes``: module docstring) and return ``root``. Same ``seed`` -> same videos."""
     unknown = [c for c in classes if c not in MOTIONS]
     if unknown:
         raise ValueError(f"unknown classes {unknown}; known: {sorted(MOTIONS)}")
+    if scenes is not None and scenes < 1:
+        raise ValueError(f"scenes must be a positive number of shared scenes or None (one per group), got {scenes}")
     root = Path(root)
     rows, groups = [], []
     jobs = [(ci, label, i) for ci, label in enumerate(classes) for i in range(videos_per_class)]
     for ci, label, i in tqdm(jobs, desc="synthetic videos", disable=not progress):
         group = i // clips_per_group + 1
-        video, cue = render_clip(label, frames=frames, size=size, appearance_seed=(seed, ci, group, 0),
-                                 motion_seed=(seed, ci, i, 1))
+        look = (seed, ci, group, 0) if scenes is None else (seed, (group - 1) % scenes, 3)
+        video, cue = render_clip(label, frames=frames, size=size, appearance_seed=look, motion_seed=(seed, ci, i, 1))
         wave = None
         if audio:
             wave = tone(cue, MOTIONS[label][0], fps=fps, sample_rate=sample_rate,
