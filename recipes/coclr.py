@@ -103,7 +103,7 @@ PRESETS = {
                  coclr_milestones=(40,), cycles=1, batch_size=32, run_dir="runs/coclr_k400"),
     "smoke": dict(synthetic=True, backbone="r3d_tiny", synthetic_videos_per_class=16, synthetic_clips_per_group=4,
                   synthetic_frames=10, synthetic_size=64, flow_size=32, decode_size=32, frames=8, crop_size=32,
-                  crop_scale=(0.5, 1.0), blur_sigma=(0.1, 0.5), flip_p=0.0, batch_size=16, lr=3e-3, infonce_epochs=6,
+                  crop_scale=(0.5, 1.0), blur_sigma=(0.1, 0.5), flip_p=0.0, batch_size=16, lr=3e-4, infonce_epochs=6,
                   infonce_milestones=(), coclr_epochs=2, coclr_milestones=(), cycles=1, queue_size=48, momentum=0.95,
                   topk=2, workers=2, ckpt_every_minutes=1.0, log_every=3, evaluate=True, run_dir="runs/coclr_smoke"),
 }  # fmt: skip
