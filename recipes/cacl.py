@@ -39,7 +39,7 @@ from videozoo.heads.projection import MLPHead
 from videozoo.methods import InfoNCE
 from videozoo.methods.cacl import CACL, FrameNetwork, ShuffleDegree
 from videozoo.registry import InputSpec
-from videozoo.training import Trainer, parse_config, schedules
+from videozoo.training import Trainer, parse_config, schedules, summary_line
 
 PAPER = "Guo et al. Cross-Architecture Self-supervised Video Representation Learning. CVPR 2022"
 
@@ -163,8 +163,7 @@ def main() -> None:
         )  # fmt: skip
         summary = trainer.fit()
         if is_main_process():
-            loss = "resumed finished" if summary["final_loss"] is None else f"loss {summary['final_loss']:.4f}"
-            print(f"[{stage}] {summary['steps']} steps, {loss}, {summary['time_s']:.0f} s")
+            print(summary_line(stage, summary))
         return trainer
 
     # ==============================================================================================

@@ -37,7 +37,7 @@ from videozoo.distributed import init_from_env, is_main_process
 from videozoo.eval.retrieval import recall_at_k
 from videozoo.methods import CoCLR, InfoNCE
 from videozoo.registry import InputSpec
-from videozoo.training import Trainer, parse_config, schedules
+from videozoo.training import Trainer, parse_config, schedules, summary_line
 
 MODALITIES = {"video": "rgb", "flow": "flow"}  # batch key -> name
 
@@ -180,8 +180,7 @@ def main() -> None:
         )  # fmt: skip
         summary = trainer.fit()
         if is_main_process():
-            loss = "resumed finished" if summary["final_loss"] is None else f"loss {summary['final_loss']:.4f}"
-            print(f"[{stage}] {summary['steps']} steps, {loss}, {summary['time_s']:.0f} s")
+            print(summary_line(stage, summary))
         return trainer
 
     # ==============================================================================================

@@ -40,7 +40,7 @@ from videozoo.distributed import convert_sync_batchnorm, init_from_env, is_main_
 from videozoo.eval.retrieval import evaluate_retrieval
 from videozoo.methods.stica import GDT, STiCA
 from videozoo.registry import InputSpec
-from videozoo.training import Trainer, parse_config
+from videozoo.training import Trainer, parse_config, summary_line
 
 
 # ==================================================================================================
@@ -198,8 +198,7 @@ def main() -> None:
     )  # fmt: skip
     summary = trainer.fit()
     if is_main_process():
-        loss = "resumed finished" if summary["final_loss"] is None else f"loss {summary['final_loss']:.4f}"
-        print(f"[{config.method}] {summary['steps']} steps, {loss}, {summary['time_s']:.0f} s")
+        print(summary_line(config.method, summary))
 
     # ==============================================================================================
     # 5. evaluation: nearest-neighbour retrieval, held-out (test split) videos query the training videos

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-__all__ = ["average_gradients", "free_port", "run_two_process", "run_world"]
+__all__ = ["average_gradients", "free_port", "run_two_process", "run_world", "sgd_steps"]
 
 
 def free_port() -> int:
@@ -45,6 +45,29 @@ def average_gradients(module: torch.nn.Module) -> None:
         if param.grad is not None:
             dist.all_reduce(param.grad)
             param.grad /= dist.get_world_size()
+
+
+def sgd_steps(method: torch.nn.Module, batches: list[dict], rows: slice, **forward_kwargs: Any) -> dict:
+    """SGD steps (lr 0.5) of ``method`` on ``rows`` of each global batch, gradients averaged over ranks as DDP does.
+
+    Returns each step's loss (averaged over ranks) and gradients and the final state: run on every rank's slice in
+    a group and on the whole batch in one process, the two must agree.
+    """
+    from videozoo.distributed import all_reduce_mean, get_world_size
+
+    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.5)
+    out: dict = {}
+    for step, batch in enumerate(batches):
+        optimizer.zero_grad()
+        result = method({key: value[rows] for key, value in batch.items()}, **forward_kwargs)
+        result["loss"].backward()
+        if get_world_size() > 1:
+            average_gradients(method)
+        out[f"loss{step}"] = all_reduce_mean(result["loss"])
+        out[f"grads{step}"] = {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
+        optimizer.step()
+    out["state"] = method.state_dict()
+    return out
 
 
 def _worker(rank: int, world_size: int, port: int, out_dir: str, fn, args: tuple) -> None:

@@ -14,16 +14,15 @@ import torch
 import torch.nn.functional as F
 
 import videozoo
-from videozoo.distributed import all_reduce_mean, get_world_size
 from videozoo.methods import InfoNCE, Method
 from videozoo.methods.cacl import CACL, FrameNetwork, ShuffleDegree, ShuffleDegreeHead, cacl_loss
 from videozoo.methods.shuffle import apply_order, edit_distance, label_of_distance
 
 try:  # tests/ as a package (pytest rootdir on sys.path) or as a plain directory on sys.path
-    from .dist_utils import average_gradients, run_two_process
+    from .dist_utils import run_two_process, sgd_steps
     from .test_method_infonce import DIM, T, TinyVideoNet, clips, embed
 except ImportError:
-    from dist_utils import average_gradients, run_two_process
+    from dist_utils import run_two_process, sgd_steps
     from test_method_infonce import DIM, T, TinyVideoNet, clips, embed
 
 FRAMES = 4  # clips(B) are (B, 2, 3, 4, 8, 8): distances 0, 2, 3, 4 -> 4 classes
@@ -175,19 +174,7 @@ def run_steps(state: dict, batches: list[dict], rows: slice) -> dict:
     """Two SGD steps on ``rows`` of each global batch, orders drawn by the method; DDP-style gradient averaging."""
     method = make(queue_size=4 * B_RANK)
     method.load_state_dict(state)
-    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.5)
-    out: dict = {}
-    for step, batch in enumerate(batches):
-        optimizer.zero_grad()
-        result = method({key: value[rows] for key, value in batch.items()}, momentum=0.9)
-        result["loss"].backward()
-        if get_world_size() > 1:
-            average_gradients(method)
-        out[f"loss{step}"] = all_reduce_mean(result["loss"])
-        out[f"grads{step}"] = {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
-        optimizer.step()
-    out["state"] = method.state_dict()
-    return out
+    return sgd_steps(method, batches, rows, momentum=0.9)
 
 
 def two_process_steps(rank: int, world_size: int, state: dict, batches: list[dict]) -> dict:

@@ -9,15 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from videozoo.distributed import all_reduce_mean, get_world_size
 from videozoo.heads.projection import CoCLRHead
 from videozoo.methods import CoCLR, InfoNCE, mine_topk
 
 try:  # tests/ as a package (pytest rootdir on sys.path) or as a plain directory on sys.path
-    from .dist_utils import average_gradients, run_two_process
+    from .dist_utils import run_two_process, sgd_steps
     from .test_method_infonce import DIM, T, TinyVideoNet, clips, embed
 except ImportError:
-    from dist_utils import average_gradients, run_two_process
+    from dist_utils import run_two_process, sgd_steps
     from test_method_infonce import DIM, T, TinyVideoNet, clips, embed
 
 K = 6  # queue size of the constructed cases
@@ -220,20 +219,7 @@ def run_steps(kind: str, state: dict, batches: list[dict], rows: slice) -> dict:
     """Two training steps (SGD between them) on ``rows`` of each global batch; DDP-style gradient averaging."""
     method = build(kind)
     method.load_state_dict(state)
-    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.5)
-    out: dict = {}
-    for step, batch in enumerate(batches):
-        local = {key: value[rows] for key, value in batch.items()}
-        optimizer.zero_grad()
-        result = method(local, momentum=0.9)
-        result["loss"].backward()
-        if get_world_size() > 1:
-            average_gradients(method)
-        out[f"loss{step}"] = all_reduce_mean(result["loss"])
-        out[f"grads{step}"] = {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
-        optimizer.step()
-    out["state"] = method.state_dict()
-    return out
+    return sgd_steps(method, batches, rows, momentum=0.9)
 
 
 def two_process_steps(rank: int, world_size: int, states: dict, batches: list[dict]) -> dict:

@@ -15,16 +15,15 @@ from torch import nn
 
 import videozoo
 from videozoo.backbones.base import VideoBackbone
-from videozoo.distributed import all_reduce_mean, get_world_size
 from videozoo.heads.projection import GDTHead, MLPHead
 from videozoo.heads.temporal import TransformerPooling
 from videozoo.methods.base import Method
 from videozoo.methods.stica import GDT, STiCA, batched_global_nce
 
 try:  # tests/ as a package (pytest rootdir on sys.path) or as a plain directory on sys.path
-    from .dist_utils import average_gradients, run_two_process
+    from .dist_utils import run_two_process, sgd_steps
 except ImportError:
-    from dist_utils import average_gradients, run_two_process
+    from dist_utils import run_two_process, sgd_steps
 
 DIM = 8
 B_RANK = 4  # rows per rank in the two-process test
@@ -250,19 +249,7 @@ def run_steps(state: dict, batches: list[dict], rows: slice) -> dict:
     """Two training steps (SGD between them) on ``rows`` of each global batch; DDP-style gradient averaging."""
     method = build()
     method.load_state_dict(state)
-    optimizer = torch.optim.SGD(method.parameters(), lr=0.5)
-    out: dict = {}
-    for step, batch in enumerate(batches):
-        optimizer.zero_grad()
-        result = method({key: value[rows] for key, value in batch.items()})
-        result["loss"].backward()
-        if get_world_size() > 1:
-            average_gradients(method)
-        out[f"loss{step}"] = all_reduce_mean(result["loss"])
-        out[f"grads{step}"] = {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
-        optimizer.step()
-    out["state"] = method.state_dict()
-    return out
+    return sgd_steps(method, batches, rows)
 
 
 def two_process_steps(rank: int, world_size: int, state: dict, batches: list[dict]) -> dict:

@@ -25,7 +25,15 @@ from torch import nn
 
 from videozoo.losses import FeatureQueue
 from videozoo.losses.queue import MomentumEncoder
-from videozoo.training import DataLoadingError, SeededDataset, Trainer, epoch_batches, load_checkpoint, schedules
+from videozoo.training import (
+    DataLoadingError,
+    SeededDataset,
+    Trainer,
+    epoch_batches,
+    load_checkpoint,
+    schedules,
+    summary_line,
+)
 
 try:  # tests/ as a package or as a plain directory on sys.path
     from .dist_utils import run_two_process
@@ -279,3 +287,10 @@ def test_checkpoint_schedule_by_time_and_explicit_resume(tmp_path: Path, monkeyp
     assert saved == [10, 12]  # only the epoch end and the end of the run
     summary = make_trainer(max_steps=13, ckpt_dir=tmp_path / "c", resume=tmp_path / "b" / "last.pt").fit()
     assert summary["resumed_from"] == str(tmp_path / "b" / "last.pt") and summary["steps_run"] == 1
+
+
+def test_summary_line_reports_a_resumed_finished_stage(tmp_path: Path):
+    first = make_trainer(n=8, max_steps=1, ckpt_dir=tmp_path / "ckpt").fit()
+    assert summary_line("toy", first) == f"[toy] 1 steps, loss {first['final_loss']:.4f}, {first['time_s']:.0f} s"
+    again = make_trainer(n=8, max_steps=1, ckpt_dir=tmp_path / "ckpt").fit()  # nothing left to run
+    assert again["steps_run"] == 0 and summary_line("toy", again).startswith("[toy] 1 steps, resumed finished, ")

@@ -10,7 +10,7 @@ from videozoo.training import schedules
 from videozoo.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from videozoo.training.config import ConfigError, parse_config, save_config
 from videozoo.training.data import DataLoadingError
-from videozoo.training.loop import Trainer
+from videozoo.training.loop import Trainer, summary_line
 from videozoo.training.seeding import SeededDataset, epoch_batches, rng_state, set_rng_state
 
 __all__ = [
@@ -27,4 +27,5 @@ __all__ = [
     "save_config",
     "schedules",
     "set_rng_state",
+    "summary_line",
 ]

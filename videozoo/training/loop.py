@@ -331,3 +331,10 @@ def _plain(config: Any) -> dict[str, Any] | None:
     if not isinstance(config, Mapping):
         return config_to_dict(config)
     return json.loads(json.dumps(dict(config), default=str))
+
+
+def summary_line(stage: str, summary: dict[str, Any]) -> str:
+    """One printable line for a :meth:`Trainer.fit` summary; a stage resumed after it had finished ran no step and
+    so has no loss to report."""
+    loss = "resumed finished" if summary["final_loss"] is None else f"loss {summary['final_loss']:.4f}"
+    return f"[{stage}] {summary['steps']} steps, {loss}, {summary['time_s']:.0f} s"
