@@ -58,6 +58,7 @@ class Config:
     synthetic_frames: int = 32
     synthetic_size: int = 64  # rendered frame side, pixels
     synthetic_scenes: int | None = 2  # scenes shared by every class (None: one per group and class; see synthetic.py)
+    synthetic_colour_cast: float = 0.0  # per-video colour grade: each channel x exp(U(-c, c)) (see synthetic.py)
     backbone: str = "c3d"  # the 3D CNN: c3d, r3d, r21d or any registered video backbone
     transformer: str = "frame_transformer"  # registered frame transformer (6 blocks, 768-d)
     frame_model: str | None = None  # a timm model, used with its timm weights: skips the frame stage
@@ -134,7 +135,7 @@ def main() -> None:
         if is_main_process() and not (data_root / "testlist01.txt").is_file():
             make_synthetic_dataset(data_root, videos_per_class=config.synthetic_videos_per_class,
                                    clips_per_group=config.synthetic_clips_per_group, frames=config.synthetic_frames,
-                                   scenes=config.synthetic_scenes,
+                                   scenes=config.synthetic_scenes, colour_cast=config.synthetic_colour_cast,
                                    size=(config.synthetic_size,) * 2, seed=config.seed)
         if dist.is_initialized():
             dist.barrier()

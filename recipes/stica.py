@@ -57,6 +57,7 @@ class Config:
     synthetic_size: int = 64  # rendered frame side, pixels
     synthetic_clips_per_group: int = 2  # clips per source video; group 1 of each class is held out
     synthetic_scenes: int | None = 2  # scenes shared by every class (None: one per group and class; see synthetic.py)
+    synthetic_colour_cast: float = 0.0  # per-video colour grade: each channel x exp(U(-c, c)) (see synthetic.py)
     backbone: str = "r2plus1d_18"  # any registered video backbone with a (B, D, T, H, W) pre-pool map
     audio_backbone: str = "resnet9_audio"
     frames: int = 60  # clip length: 2 s at 30 fps (T=8 in the pre-pool map)
@@ -137,7 +138,7 @@ def main() -> None:
             make_synthetic_dataset(data_root, videos_per_class=config.synthetic_videos_per_class, audio=True,
                                    frames=config.synthetic_frames, size=(config.synthetic_size,) * 2, seed=config.seed,
                                    clips_per_group=config.synthetic_clips_per_group,
-                                   scenes=config.synthetic_scenes)
+                                   scenes=config.synthetic_scenes, colour_cast=config.synthetic_colour_cast)
         if dist.is_initialized():
             dist.barrier()
 

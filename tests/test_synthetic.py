@@ -7,6 +7,7 @@ import hashlib
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,7 @@ from videozoo.data.audio import has_audio, load_audio_segment
 from videozoo.data.datasets import UCF101, VideoFolder, VideoList
 from videozoo.data.decode import probe_video, read_clip
 from videozoo.data.flow import tvl1_flow
-from videozoo.data.synthetic import CLASSES, make_synthetic_dataset, write_video
+from videozoo.data.synthetic import CLASSES, make_synthetic_dataset, render_clip, write_video
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -136,3 +137,34 @@ def test_shared_scenes_repeat_across_classes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="scenes"):
         make_synthetic_dataset(tmp_path / "bad", scenes=0)
 
+
+
+def channel_gains(plain: np.ndarray, graded: np.ndarray) -> np.ndarray:
+    """(3,) graded / plain per channel over unsaturated pixels; checks it is one gain per channel."""
+    x, y = plain.reshape(-1, 3).astype(np.float64), graded.reshape(-1, 3).astype(np.float64)
+    gains = []
+    for c in range(3):
+        keep = (x[:, c] > 40) & (y[:, c] < 250)
+        ratio = y[keep, c] / x[keep, c]
+        assert ratio.std() < 0.03 * ratio.mean()
+        gains.append(np.median(ratio))
+    return np.array(gains)
+
+
+def test_colour_cast_grades_each_video_and_keeps_the_motion() -> None:
+    kwargs = dict(frames=6, size=(48, 48), appearance_seed=(0, 0, 3))
+    casts = []
+    for motion_seed in ((0, 2, 5, 1), (0, 2, 6, 1)):
+        plain, cue = render_clip("left", motion_seed=motion_seed, **kwargs)
+        graded, graded_cue = render_clip("left", motion_seed=motion_seed, colour_cast=0.6, **kwargs)
+        np.testing.assert_array_equal(cue, graded_cue)  # same motion draws: the cast is drawn after them
+        gains = channel_gains(plain, graded)
+        assert (gains > np.exp(-0.6) - 0.02).all() and (gains < np.exp(0.6) + 0.02).all()
+        assert gains.max() - gains.min() > 0.05  # a cast, not a plain brightness change
+        casts.append(gains)
+    assert np.abs(casts[0] - casts[1]).max() > 0.05  # every video its own grade
+
+
+def test_negative_colour_cast_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="colour_cast"):
+        make_synthetic_dataset(tmp_path, colour_cast=-0.1)

@@ -20,6 +20,12 @@ needs to tell videos apart) and does not generalise. With ``scenes=K`` group g o
 (g - 1) mod K: the same K backgrounds and objects, in the same poses, in every class. An
 instance-discrimination objective must then tell videos apart by how they move, and held-out groups show scenes
 the training groups showed too, in other classes, so a network that matches appearance retrieves the wrong class.
+
+Colour cast. On shared scenes an *untrained* 3D CNN already retrieves by motion: query and gallery differ in
+nothing else. ``colour_cast=c`` grades every video on its own (each channel scaled by ``exp(u)``, ``u`` uniform in
+``[-c, c]``), drawn independently of the class: the nearest neighbour in colour is then of any class (an untrained
+r3d_tiny falls from 0.88 to 0.47 R@1 at ``c=0.6``), and a network scores well only if it has learnt to look past
+the colour at the motion (CoCLR's smoke preset; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -146,11 +152,12 @@ def _trajectory(kind: str, sign: int, pose: np.random.Generator, rng: np.random.
 
 
 def render_clip(label: str, *, frames: int, size: tuple[int, int], appearance_seed: Sequence[int],
-                motion_seed: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+                motion_seed: Sequence[int], colour_cast: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (T, H, W, 3) frames of one video of class ``label``, and its per-frame audio cue in [0, 1].
 
     The scene (background, objects and their pose) comes from ``appearance_seed``, the motion (speed, rate of
-    turn, zoom factor) from ``motion_seed``."""
+    turn, zoom factor) from ``motion_seed``, and so does the colour grade: each channel is scaled by
+    ``exp(u)``, ``u`` uniform in ``[-colour_cast, colour_cast]`` (0: none)."""
     kind, sign = MOTIONS[label]
     height, width = size
     look, move = np.random.default_rng(list(appearance_seed)), np.random.default_rng(list(motion_seed))
@@ -178,6 +185,8 @@ def render_clip(label: str, *, frames: int, size: tuple[int, int], appearance_se
             alpha = warped[..., 3:]
             canvas = canvas * (1 - alpha) + warped[..., :3] * alpha
         video[t] = canvas
+    if colour_cast:  # drawn after the motion: a cast leaves the motion draws of the same seed as they were
+        video = np.clip(video * np.exp(move.uniform(-colour_cast, colour_cast, 3)).astype(np.float32), 0, 1)
     return (video * 255 + 0.5).astype(np.uint8), paths[0]["cue"]
 
 
@@ -196,11 +205,13 @@ def tone(cue: np.ndarray, kind: str, *, fps: float, sample_rate: int, rng: np.ra
 def make_synthetic_dataset(root: str | os.PathLike, *, classes: Sequence[str] = CLASSES, videos_per_class: int = 8,
                            frames: int = 32, size: tuple[int, int] = (64, 64), fps: float = 16, audio: bool = False,
                            seed: int = 0, codec: str = "mpeg4", clips_per_group: int = 2, sample_rate: int = 16000,
-                           scenes: int | None = None, progress: bool = False) -> Path:
+                           scenes: int | None = None, colour_cast: float = 0.0, progress: bool = False) -> Path:
     """Write the dataset (layout and ``scenes``: module docstring) and return ``root``. Same ``seed`` -> same videos."""
     unknown = [c for c in classes if c not in MOTIONS]
     if unknown:
         raise ValueError(f"unknown classes {unknown}; known: {sorted(MOTIONS)}")
+    if colour_cast < 0:
+        raise ValueError(f"colour_cast must be >= 0 (the half-width of the log channel gains), got {colour_cast}")
     if scenes is not None and scenes < 1:
         raise ValueError(f"scenes must be a positive number of shared scenes or None (one per group), got {scenes}")
     root = Path(root)
@@ -209,7 +220,8 @@ def make_synthetic_dataset(root: str | os.PathLike, *, classes: Sequence[str] = 
     for ci, label, i in tqdm(jobs, desc="synthetic videos", disable=not progress):
         group = i // clips_per_group + 1
         look = (seed, ci, group, 0) if scenes is None else (seed, (group - 1) % scenes, 3)
-        video, cue = render_clip(label, frames=frames, size=size, appearance_seed=look, motion_seed=(seed, ci, i, 1))
+        video, cue = render_clip(label, frames=frames, size=size, appearance_seed=look, motion_seed=(seed, ci, i, 1),
+                                 colour_cast=colour_cast)
         wave = None
         if audio:
             wave = tone(cue, MOTIONS[label][0], fps=fps, sample_rate=sample_rate,
