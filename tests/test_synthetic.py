@@ -168,3 +168,5 @@ def test_colour_cast_grades_each_video_and_keeps_the_motion() -> None:
 def test_negative_colour_cast_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="colour_cast"):
         make_synthetic_dataset(tmp_path, colour_cast=-0.1)
+    with pytest.raises(ValueError, match="colour_cast"):
+        render_clip("left", frames=2, size=(8, 8), appearance_seed=(0,), motion_seed=(1,), colour_cast=-0.1)

@@ -158,6 +158,8 @@ def render_clip(label: str, *, frames: int, size: tuple[int, int], appearance_se
     The scene (background, objects and their pose) comes from ``appearance_seed``, the motion (speed, rate of
     turn, zoom factor) from ``motion_seed``, and so does the colour grade: each channel is scaled by
     ``exp(u)``, ``u`` uniform in ``[-colour_cast, colour_cast]`` (0: none)."""
+    if colour_cast < 0:
+        raise ValueError(f"colour_cast must be >= 0 (the half-width of the log channel gains), got {colour_cast}")
     kind, sign = MOTIONS[label]
     height, width = size
     look, move = np.random.default_rng(list(appearance_seed)), np.random.default_rng(list(motion_seed))
@@ -210,8 +212,6 @@ def make_synthetic_dataset(root: str | os.PathLike, *, classes: Sequence[str] = 
     unknown = [c for c in classes if c not in MOTIONS]
     if unknown:
         raise ValueError(f"unknown classes {unknown}; known: {sorted(MOTIONS)}")
-    if colour_cast < 0:
-        raise ValueError(f"colour_cast must be >= 0 (the half-width of the log channel gains), got {colour_cast}")
     if scenes is not None and scenes < 1:
         raise ValueError(f"scenes must be a positive number of shared scenes or None (one per group), got {scenes}")
     root = Path(root)
