@@ -218,6 +218,11 @@ def test_stica_defaults_are_the_papers_modules() -> None:
                    audio_backbone=videozoo.create_model("resnet9_audio_tiny"))  # fmt: skip
     assert isinstance(method.video_head, GDTHead) and isinstance(method.audio_head, GDTHead)
     assert method.pooling.depth == 2 and method.backbone.num_classes == 0
+    assert method.pooling.transformer[0].ffn.lin1.out_features == 4 * 64  # the FFN scales with the width...
+    full = STiCA(
+        video_backbone=videozoo.create_model("r2plus1d_18"), audio_backbone=videozoo.create_model("resnet9_audio")
+    )
+    assert [layer.ffn.lin1.out_features for layer in full.pooling.transformer] == [2048, 2048]  # ...512 → 2048 (paper)
     assert (method.temperature_av, method.temperature_crop, method.alpha) == (0.1, 0.5, 0.5)
     with pytest.raises(ValueError, match="two views"):
         method({"video": torch.randn(2, 3, 8, 32, 32), "audio": torch.randn(2, 1, 16, 12)})

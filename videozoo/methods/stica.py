@@ -109,7 +109,8 @@ class STiCA(Method):
     Args:
         video_backbone: any backbone whose ``forward_features`` is a (B, D, T, H, W) map (GDT: any backbone).
         audio_backbone: any backbone taking the spectrograms (:func:`~videozoo.backbones.resnet9_audio`).
-        pooling: a :class:`~videozoo.heads.TransformerPooling`, or its depth (2: STiCA; 0: average pooling);
+        pooling: a :class:`~videozoo.heads.TransformerPooling`, or its depth (2: STiCA; 0: average pooling), which
+            builds one of the backbone's width with an FFN 4x as wide (512 → 2048 for R(2+1)D-18, as the paper);
             ``None`` uses the backbone's own pooled embedding (GDT; no crops then).
         video_head, audio_head: projections; default ``GDTHead(num_features → num_features → dim)``.
         dim: embedding width (256).
@@ -162,7 +163,8 @@ class STiCA(Method):
         width, audio_width = video_backbone.num_features, audio_backbone.num_features
         self.video_backbone, self.audio_backbone = video_backbone, audio_backbone
         if isinstance(pooling, int):
-            pooling = TransformerPooling(dim=width, depth=pooling)
+            # the FFN scales with the width (the paper's 2048 at 512); a fixed 2048 would be 32x a tiny backbone's 64
+            pooling = TransformerPooling(dim=width, depth=pooling, ffn_dim=4 * width)
         if pooling is not None and pooling.dim != width:
             raise ValueError(f"pooling.dim={pooling.dim} differs from the backbone's num_features={width}")
         self.pooling = pooling
