@@ -90,10 +90,12 @@ def test_smoke_recipe_rejects_unknown_keys(tmp_path: Path) -> None:
 
 def test_stica_recipe_under_torchrun_two_gloo_processes(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    output = run_recipe("stica", run_dir, torchrun=2)
+    output = run_recipe("stica", run_dir, "--optimizer", "sgd", "--lr", "0.1", torchrun=2)  # the paper's optimiser
     results = json.loads((run_dir / "results.json").read_text())
     assert results["train"]["steps"] == 2 and "retrieval" in results  # rank 0 evaluated and wrote once
     assert output.count("results: ") == 1
     config = json.loads((run_dir / "config.json").read_text())
     assert config["run"]["world_size"] == 2
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["optimizer"]["state"]
+    assert all("momentum_buffer" in s and "exp_avg" not in s for s in state.values())  # SGD, not the smoke's Adam
     assert exported_state(Path(results["exported"]["video"]))
