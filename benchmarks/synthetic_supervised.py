@@ -39,14 +39,19 @@ from videozoo.eval.retrieval import evaluate_retrieval  # noqa: E402
 from videozoo.registry import InputSpec  # noqa: E402
 
 
-def retrieval_r1(backbone: torch.nn.Module, root: Path) -> float:
+def retrieval_split(root: Path) -> dict:
+    """The held-out (test-list) videos as queries and the training videos as gallery, as keywords of
+    :func:`~videozoo.eval.retrieval.evaluate_retrieval`."""
     query, gallery = (UCF101(root, split=1, train=train) for train in (False, True))
-    return evaluate_retrieval(backbone, query_videos=[s.path for s in query.samples], query_labels=query.labels,
-                              gallery_videos=[s.path for s in gallery.samples], gallery_labels=gallery.labels,
-                              protocol="coclr", ks=(1,), progress=False)["R@1"]  # fmt: skip
+    return dict(query_videos=[s.path for s in query.samples], query_labels=query.labels,
+                gallery_videos=[s.path for s in gallery.samples], gallery_labels=gallery.labels)  # fmt: skip
 
 
-def train(name: str, root: Path, args: argparse.Namespace) -> dict:
+def retrieval_r1(backbone: torch.nn.Module, split: dict) -> float:
+    return evaluate_retrieval(backbone, **split, protocol="coclr", ks=(1,), progress=False)["R@1"]  # sets eval mode
+
+
+def train(name: str, root: Path, split: dict, args: argparse.Namespace) -> dict:
     """R@1 of ``name`` at its random initialisation and every ``args.every`` steps of cross-entropy training."""
     torch.manual_seed(args.seed)
     backbone = videozoo.create_model(name)
@@ -64,7 +69,7 @@ def train(name: str, root: Path, args: argparse.Namespace) -> dict:
         num_workers=args.workers,
         generator=torch.Generator().manual_seed(args.seed),
     )
-    curve, step, started = [{"step": 0, "R@1": retrieval_r1(backbone, root)}], 0, time.monotonic()
+    curve, step, started = [{"step": 0, "R@1": retrieval_r1(backbone, split)}], 0, time.monotonic()
     print(f"{name}: step 0 R@1 {curve[0]['R@1']:.3f}", flush=True)
     while step < args.steps:
         for batch in loader:
@@ -75,7 +80,7 @@ def train(name: str, root: Path, args: argparse.Namespace) -> dict:
             optimizer.step()
             step += 1
             if step % args.every == 0 or step == args.steps:
-                curve.append({"step": step, "loss": loss.item(), "R@1": retrieval_r1(backbone.eval(), root)})
+                curve.append({"step": step, "loss": loss.item(), "R@1": retrieval_r1(backbone, split)})
                 print(
                     f"{name}: step {step} loss {loss.item():.3f} R@1 {curve[-1]['R@1']:.3f} "
                     f"({time.monotonic() - started:.0f} s)",
@@ -109,7 +114,8 @@ def main() -> None:
         if not args.data:
             make_synthetic_dataset(root, videos_per_class=16, clips_per_group=4, scenes=2, frames=16, size=(64, 64),
                                    colour_cast=args.colour_cast, seed=args.seed)  # fmt: skip
-        runs = [train(name, root, args) for name in args.models.split(",")]
+        split = retrieval_split(root)
+        runs = [train(name, root, split, args) for name in args.models.split(",")]
     steps = " / ".join(str(point["step"]) for point in runs[0]["curve"])
     print(f"\n| model | R@1 at step {steps} | seconds |\n|---|---|---|")
     for run in runs:
