@@ -35,16 +35,8 @@ import videozoo  # noqa: E402
 from videozoo.data import UCF101, preset  # noqa: E402
 from videozoo.data.synthetic import CLASSES, make_synthetic_dataset  # noqa: E402
 from videozoo.data.transforms import KINETICS_MEAN, KINETICS_STD  # noqa: E402
-from videozoo.eval.retrieval import evaluate_retrieval  # noqa: E402
+from videozoo.eval.retrieval import evaluate_retrieval, retrieval_sets  # noqa: E402
 from videozoo.registry import InputSpec  # noqa: E402
-
-
-def retrieval_split(root: Path) -> dict:
-    """The held-out (test-list) videos as queries and the training videos as gallery, as keywords of
-    :func:`~videozoo.eval.retrieval.evaluate_retrieval`."""
-    query, gallery = (UCF101(root, split=1, train=train) for train in (False, True))
-    return dict(query_videos=[s.path for s in query.samples], query_labels=query.labels,
-                gallery_videos=[s.path for s in gallery.samples], gallery_labels=gallery.labels)  # fmt: skip
 
 
 def retrieval_r1(backbone: torch.nn.Module, split: dict) -> float:
@@ -114,7 +106,7 @@ def main() -> None:
         if not args.data:
             make_synthetic_dataset(root, videos_per_class=16, clips_per_group=4, scenes=2, frames=16, size=(64, 64),
                                    colour_cast=args.colour_cast, seed=args.seed)  # fmt: skip
-        split = retrieval_split(root)
+        split = retrieval_sets(*(UCF101(root, split=1, train=train) for train in (False, True)))
         runs = [train(name, root, split, args) for name in args.models.split(",")]
     steps = " / ".join(str(point["step"]) for point in runs[0]["curve"])
     print(f"\n| model | R@1 at step {steps} | seconds |\n|---|---|---|")

@@ -34,7 +34,7 @@ from videozoo.data import UCF101, VideoTrain
 from videozoo.data import preset as augmentation
 from videozoo.data.synthetic import make_synthetic_dataset
 from videozoo.distributed import init_from_env, is_main_process
-from videozoo.eval.retrieval import evaluate_retrieval
+from videozoo.eval.retrieval import evaluate_retrieval, retrieval_sets
 from videozoo.heads.projection import MLPHead
 from videozoo.methods import InfoNCE
 from videozoo.methods.cacl import CACL, FrameNetwork, ShuffleDegree
@@ -217,12 +217,10 @@ def main() -> None:
     # ==============================================================================================
     results: dict = {"command": run_info["command"], "overrides": run_info.get("overrides"), "retrieval": {}}
     if config.evaluate and is_main_process():
-        sets = {split: dataset(train=split == "train") for split in ("train", "test")}
+        split = retrieval_sets(dataset(train=False), dataset(train=True))  # test queries, train gallery
         for which, model in (("pretrained", trainer.method.export_backbone()), ("random_init", random_init)):
-            query, gallery = sets["test"], sets["train"]
-            r = evaluate_retrieval(model, query_videos=[s.path for s in query.samples], query_labels=query.labels,
-                                   gallery_videos=[s.path for s in gallery.samples], gallery_labels=gallery.labels,
-                                   protocol=config.eval_protocol, ks=(1, 5), device=env.device, progress=False)
+            r = evaluate_retrieval(model, **split, protocol=config.eval_protocol, ks=(1, 5), device=env.device,
+                                   progress=False)
             results["retrieval"][which] = {k: r[k] for k in ("R@1", "R@5", "num_queries", "num_gallery")}
         r = results["retrieval"]
         print(f"retrieval R@1 ({config.eval_protocol} protocol): pretrained {r['pretrained']['R@1']:.3f} vs random "

@@ -88,6 +88,7 @@ class Config:
     channels_last: bool = False  # channels-last-3d
     compile: bool = False  # torch.compile the method
     workers: int = 8  # DataLoader workers per process
+    threads: int | None = None  # torch CPU threads (None: torch's default)
     max_steps: int | None = None  # per stage, for debugging
     ckpt_every_minutes: float = 30.0
     log_every: int = 10
@@ -121,6 +122,8 @@ def barrier() -> None:
 def main() -> None:
     config, run_info = parse_config(Config(), PRESETS)
     env = init_from_env()
+    if config.threads:
+        torch.set_num_threads(config.threads)
     run_dir, started = Path(config.run_dir), time.monotonic()
     torch.manual_seed(config.seed)
 

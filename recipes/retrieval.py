@@ -24,7 +24,7 @@ import torch
 
 import videozoo
 from videozoo.data import HMDB51, UCF101, VideoFolder, VideoList
-from videozoo.eval import evaluate_retrieval, write_json
+from videozoo.eval import evaluate_retrieval, retrieval_sets, write_json
 from videozoo.training.config import parse_config
 
 
@@ -85,25 +85,15 @@ elif config.dataset == "lists":
 else:
     raise SystemExit(f"--dataset must be ucf101, hmdb51, lists or synthetic, got {config.dataset!r}")
 
-classes = sorted(set(query_set.classes) | set(gallery_set.classes))  # labels matched by class name
-
-
-def videos_and_labels(dataset) -> tuple[list[str], list[int]]:
-    samples = dataset.samples[: config.limit or None]
-    return [s.path for s in samples], [classes.index(dataset.classes[s.label]) for s in samples]
-
-
-query_videos, query_labels = videos_and_labels(query_set)
-gallery_videos, gallery_labels = videos_and_labels(gallery_set)
-print(f"{len(query_videos)} query videos, {len(gallery_videos)} gallery videos, {len(classes)} classes")
+split = retrieval_sets(query_set, gallery_set, limit=config.limit)  # labels matched by class name
+classes = sorted(set(query_set.classes) | set(gallery_set.classes))
+print(f"{len(split['query_videos'])} query videos, {len(split['gallery_videos'])} gallery videos, "
+      f"{len(classes)} classes")
 
 # -- 4. features and retrieval ------------------------------------------------------------------------------------
 results = evaluate_retrieval(
     model,
-    query_videos=query_videos,
-    query_labels=query_labels,
-    gallery_videos=gallery_videos,
-    gallery_labels=gallery_labels,
+    **split,
     protocol=config.protocol,
     ks=config.ks,
     batch_size=config.batch_size,

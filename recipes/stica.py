@@ -37,7 +37,7 @@ from videozoo.data import preset as augmentation
 from videozoo.data.synthetic import make_synthetic_dataset
 from videozoo.data.transforms import KINETICS_MEAN, KINETICS_STD
 from videozoo.distributed import convert_sync_batchnorm, init_from_env, is_main_process
-from videozoo.eval.retrieval import evaluate_retrieval
+from videozoo.eval.retrieval import evaluate_retrieval, retrieval_sets
 from videozoo.methods.stica import GDT, STiCA
 from videozoo.registry import InputSpec
 from videozoo.training import Trainer, parse_config, summary_line
@@ -213,11 +213,9 @@ def main() -> None:
     results: dict = {"command": run_info["command"], "overrides": run_info.get("overrides"), "train": summary}
     eval_root = data_root if config.synthetic else (Path(config.eval_data) if config.eval_data else None)
     if config.evaluate and eval_root is not None and is_main_process():
-        query, gallery = (UCF101(eval_root, split=1, train=train) for train in (False, True))
+        split = retrieval_sets(*(UCF101(eval_root, split=1, train=train) for train in (False, True)))
         for which, backbone in (("pretrained", method.export_backbone()), ("random_init", random_init)):
-            r = evaluate_retrieval(backbone, query_videos=[s.path for s in query.samples], query_labels=query.labels,
-                                   gallery_videos=[s.path for s in gallery.samples], gallery_labels=gallery.labels,
-                                   protocol="coclr", ks=(1, 5), device=env.device, progress=False)  # fmt: skip
+            r = evaluate_retrieval(backbone, **split, protocol="coclr", ks=(1, 5), device=env.device, progress=False)
             results.setdefault("retrieval", {})[which] = {k: r[k] for k in ("R@1", "R@5", "num_queries", "num_gallery")}
         r = results["retrieval"]
         print(f"retrieval R@1: pretrained {r['pretrained']['R@1']:.3f} vs random init {r['random_init']['R@1']:.3f} "

@@ -30,3 +30,27 @@ def test_synthetic_supervised_trains_and_reports_the_retrieval_curve(tmp_path: P
         assert all(0.0 <= point["R@1"] <= 1.0 for point in run["curve"])
         assert all(math.isfinite(point["loss"]) for point in run["curve"][1:])
     assert "| r3d_18_tiny |" in done.stdout  # the table for the docs
+
+
+def test_smoke_seeds_runs_each_seed_and_tabulates(tmp_path: Path) -> None:
+    """Two seeds of the STiCA smoke run, cut to two steps: one row per seed, both read back from the run dirs."""
+    tiny = ["--synthetic_videos_per_class", "4", "--synthetic_clips_per_group", "2", "--synthetic_frames", "20",
+            "--epochs", "1", "--batch_size", "4", "--max_steps", "2"]  # fmt: skip
+    out = tmp_path / "seeds.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "smoke_seeds.py"), "--recipe", "stica", "--seeds", "0,1",
+               "--runs", str(tmp_path / "runs"), "--json", str(out), "--", *tiny]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = json.loads(out.read_text())["table"]
+    assert [row["seed"] for row in table] == [0, 1]
+    run_dirs = {int(d.name.split("_")[1].removeprefix("seed")): d for d in (tmp_path / "runs").iterdir()}
+    assert sorted(run_dirs) == [0, 1]
+    for row in table:
+        results = json.loads((run_dirs[row["seed"]] / "results.json").read_text())
+        assert row["pretrained"] == results["retrieval"]["pretrained"]  # the table is the runs' own figures
+        assert f"--seed {row['seed']}" in results["command"] and "--max_steps 2" in results["command"]
+    assert "| mean | video |" in done.stdout and "of 2 seeds |" in done.stdout
+    written = {seed: (d / "results.json").stat().st_mtime_ns for seed, d in run_dirs.items()}
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)  # finished runs are read back
+    assert again.returncode == 0 and "| mean | video |" in again.stdout
+    assert {seed: (d / "results.json").stat().st_mtime_ns for seed, d in run_dirs.items()} == written

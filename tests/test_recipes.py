@@ -99,3 +99,16 @@ def test_stica_recipe_under_torchrun_two_gloo_processes(tmp_path: Path) -> None:
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["optimizer"]["state"]
     assert all("momentum_buffer" in s and "exp_avg" not in s for s in state.values())  # SGD, not the smoke's Adam
     assert exported_state(Path(results["exported"]["video"]))
+
+
+def test_retrieval_recipe_smoke(tmp_path: Path) -> None:
+    """recipes/retrieval.py --preset smoke: synthetic split-1 test videos query its train videos (8 each, 4 classes)."""
+    command = [sys.executable, str(ROOT / "recipes" / "retrieval.py"), "--preset", "smoke", "--run_dir",
+               str(tmp_path / "run")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["num_queries"] == 8 and results["num_gallery"] == 8 and results["dataset"]["classes"] == 4
+    recalls = [results[f"R@{k}"] for k in (1, 5, 10, 20, 50)]
+    assert recalls == sorted(recalls) and recalls[-1] == 1.0  # k clamps to the 8 gallery videos of all 4 classes
+    assert (tmp_path / "run" / "features" / "query.safetensors").is_file()

@@ -22,6 +22,7 @@ from videozoo.eval.retrieval import (
     extract_features,
     nearest_neighbours,
     recall_at_k,
+    retrieval_sets,
 )
 from videozoo.eval.search import search
 from videozoo.eval.video_predict import sample_clips
@@ -181,3 +182,22 @@ def test_evaluate_retrieval_end_to_end(synthetic, tmp_path) -> None:
     assert (tmp_path / "features" / "query.safetensors").is_file()
     again = evaluate_retrieval(model, **kwargs)  # from the cached features
     assert again["R@1"] == results["R@1"] and again["num_queries"] == 4
+
+
+def test_retrieval_sets_match_labels_by_class_name(synthetic, tmp_path) -> None:
+    """A query folder holding only "right" labels it 0; against a left/right gallery it must read 1 (the union)."""
+    import shutil
+
+    from videozoo.data import VideoFolder
+
+    (tmp_path / "right").mkdir()
+    shutil.copy(first_video(synthetic, "right"), tmp_path / "right" / "clip.mp4")
+    query, gallery = VideoFolder(tmp_path), VideoFolder(synthetic)
+    assert query.labels == [0] and gallery.classes == ["left", "right"]
+    split = retrieval_sets(query, gallery)
+    assert split["query_videos"] == [str(tmp_path / "right" / "clip.mp4")] and split["query_labels"] == [1]
+    assert split["gallery_videos"] == [s.path for s in gallery.samples]
+    assert split["gallery_labels"] == [["left", "right"].index(p.split("/")[-2]) for p in split["gallery_videos"]]
+    assert sorted(split["gallery_labels"]) == [0] * 4 + [1] * 4
+    short = retrieval_sets(query, gallery, limit=3)
+    assert len(short["gallery_videos"]) == 3 and short["query_labels"] == [1]

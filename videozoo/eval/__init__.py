@@ -6,7 +6,8 @@
 - metrics (:mod:`~videozoo.eval.metrics`): top-k, per-class accuracy, confusion matrix + PNG, CSV, JSON
 - fine-tuning (:mod:`~videozoo.eval.finetune`): :func:`finetune` (papers' protocols: :data:`FINETUNE_PROTOCOLS`)
 - linear probe (:mod:`~videozoo.eval.linear_probe`): :func:`linear_probe` on cached features (CoCLR's protocol)
-- retrieval (:mod:`~videozoo.eval.retrieval`): :func:`evaluate_retrieval`, :func:`recall_at_k` (CoCLR / CACL)
+- retrieval (:mod:`~videozoo.eval.retrieval`): :func:`evaluate_retrieval` (on :func:`retrieval_sets` of two
+  datasets), :func:`recall_at_k` (CoCLR / CACL)
 - search (:mod:`~videozoo.eval.search`): :func:`search` an index written by ``videozoo embed``
 
 See docs/evaluation.md.
@@ -33,6 +34,7 @@ from videozoo.eval.retrieval import (
     nearest_neighbours,
     recall_at_k,
     retrieval_from_features,
+    retrieval_sets,
 )
 from videozoo.eval.search import SearchHit, search, search_videos
 from videozoo.eval.video_predict import (
@@ -70,6 +72,7 @@ __all__ = [
     "read_predictions_csv",
     "recall_at_k",
     "retrieval_from_features",
+    "retrieval_sets",
     "sample_clips",
     "save_features",
     "search",

@@ -43,6 +43,7 @@ __all__ = [
     "nearest_neighbours",
     "recall_at_k",
     "retrieval_from_features",
+    "retrieval_sets",
 ]
 
 KS = (1, 5, 10, 20, 50)
@@ -258,6 +259,23 @@ def retrieval_from_features(
         "feature_dim": int(query.features.shape[1]),
         "failed": {**query.failed, **gallery.failed},
     }
+
+
+def retrieval_sets(query: Any, gallery: Any, *, limit: int = 0) -> dict[str, list]:
+    """The videos and labels of two datasets as the keywords of :func:`evaluate_retrieval`.
+
+    ``query`` / ``gallery``: any :mod:`videozoo.data` dataset (``samples`` with ``path`` and ``label``, and
+    ``classes``), e.g. a split's test and train sets: ``UCF101(root, train=False)``, ``UCF101(root, train=True)``.
+    Labels are matched by class name, so two folders whose classes differ in order or number still agree (the
+    labels index the sorted union of both class lists). ``limit``: only the first N videos of each set (0: all).
+    """
+    classes = sorted(set(query.classes) | set(gallery.classes))
+    sets = {}
+    for name, dataset in (("query", query), ("gallery", gallery)):
+        samples = dataset.samples[: limit or None]
+        sets[f"{name}_videos"] = [s.path for s in samples]
+        sets[f"{name}_labels"] = [classes.index(dataset.classes[s.label]) for s in samples]
+    return sets
 
 
 def evaluate_retrieval(
