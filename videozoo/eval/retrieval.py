@@ -269,12 +269,12 @@ def retrieval_sets(query: Any, gallery: Any, *, limit: int = 0) -> dict[str, lis
     Labels are matched by class name, so two folders whose classes differ in order or number still agree (the
     labels index the sorted union of both class lists). ``limit``: only the first N videos of each set (0: all).
     """
-    classes = sorted(set(query.classes) | set(gallery.classes))
+    index = {name: i for i, name in enumerate(sorted(set(query.classes) | set(gallery.classes)))}
     sets = {}
     for name, dataset in (("query", query), ("gallery", gallery)):
         samples = dataset.samples[: limit or None]
         sets[f"{name}_videos"] = [s.path for s in samples]
-        sets[f"{name}_labels"] = [classes.index(dataset.classes[s.label]) for s in samples]
+        sets[f"{name}_labels"] = [index[dataset.classes[s.label]] for s in samples]
     return sets
 
 
