@@ -10,9 +10,11 @@ held-out retrieval R@1 of the backbone every ``--every`` steps, with the retriev
     python benchmarks/synthetic_supervised.py                                   # tiny R(2+1)D, R3D and VCOP R3D
     python benchmarks/synthetic_supervised.py --models r2plus1d_18_tiny --lr 3e-3 --steps 200
     python benchmarks/synthetic_supervised.py --colour_cast 0 --json out.json   # the data without a colour cast
+    python benchmarks/synthetic_supervised.py --object_size 0.14,0.22 --objects 1,2 --channel_gain 0   # earlier data
 
 The data are ``make_synthetic_dataset`` with the smoke presets' settings (8 classes x 16 videos, 4 clips per group,
-2 shared scenes, 16 frames at 64², seed 0), written to a temporary folder unless ``--data`` names one.
+2 shared scenes, 16 frames at 64², two objects of radius 0.22-0.30, colour cast 0.6, seed 0), written to a
+temporary folder unless ``--data`` names one; training clips get the presets' cast augmentation (``--channel_gain``).
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def train(name: str, root: Path, split: dict, args: argparse.Namespace) -> dict:
                                     crop_size=args.size, mean=KINETICS_MEAN, std=KINETICS_STD)  # fmt: skip
     classifier = torch.nn.Linear(backbone.num_features, len(CLASSES))
     optimizer = torch.optim.Adam([*backbone.parameters(), *classifier.parameters()], lr=args.lr)
-    augment = preset("stica", crop_size=args.size, scale=(0.5, 1.0), flip_p=0.0, blur_p=0.0)  # the smoke crops
+    augment = preset("stica", crop_size=args.size, scale=(0.5, 1.0), flip_p=0.0, blur_p=0.0,
+                     channel_gain=args.channel_gain)  # the smoke crops
     data = UCF101(root, root, split=1, train=True, num_frames=args.frames, stride=1, fps=None, transform=augment)
     loader = torch.utils.data.DataLoader(
         data,
@@ -83,16 +86,27 @@ def train(name: str, root: Path, split: dict, args: argparse.Namespace) -> dict:
     return {"model": name, "curve": curve, "seconds": time.monotonic() - started}
 
 
+def floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
+
+
+def ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="r2plus1d_18_tiny,r3d_18_tiny,r3d_tiny")
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--every", type=int, default=25)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--every", type=int, default=50)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=32, help="training crop and evaluation side")
-    parser.add_argument("--colour_cast", type=float, default=0.6)
+    parser.add_argument("--colour_cast", type=float, default=0.6, help="the data's per-video colour grade")
+    parser.add_argument("--channel_gain", type=float, default=0.6, help="colour-cast augmentation of training clips")
+    parser.add_argument("--object_size", type=floats, default=(0.22, 0.30), help="object radius range (fraction)")
+    parser.add_argument("--objects", type=ints, default=(2, 2), help="fewest,most objects per scene")
     parser.add_argument("--data", help="an existing synthetic dataset (default: generate one in a temporary folder)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
@@ -105,7 +119,8 @@ def main() -> None:
         root = Path(args.data) if args.data else Path(tmp)
         if not args.data:
             make_synthetic_dataset(root, videos_per_class=16, clips_per_group=4, scenes=2, frames=16, size=(64, 64),
-                                   colour_cast=args.colour_cast, seed=args.seed)  # fmt: skip
+                                   colour_cast=args.colour_cast, object_size=args.object_size, objects=args.objects,
+                                   seed=args.seed)  # fmt: skip
         split = retrieval_sets(*(UCF101(root, split=1, train=train) for train in (False, True)))
         runs = [train(name, root, split, args) for name in args.models.split(",")]
     steps = " / ".join(str(point["step"]) for point in runs[0]["curve"])

@@ -59,6 +59,8 @@ class Config:
     synthetic_size: int = 64  # rendered frame side, pixels
     synthetic_scenes: int | None = 2  # scenes shared by every class (None: one per group and class; see synthetic.py)
     synthetic_colour_cast: float = 0.0  # per-video colour grade: each channel x exp(U(-c, c)) (see synthetic.py)
+    synthetic_object_size: tuple[float, float] = (0.14, 0.22)  # object radius range, fraction of the side
+    synthetic_objects: tuple[int, int] = (1, 2)  # fewest and most moving objects per scene
     backbone: str = "c3d"  # the 3D CNN: c3d, r3d, r21d or any registered video backbone
     transformer: str = "frame_transformer"  # registered frame transformer (6 blocks, 768-d)
     frame_model: str | None = None  # a timm model, used with its timm weights: skips the frame stage
@@ -74,6 +76,7 @@ class Config:
     resize: tuple[int, int] = (128, 171)  # frames resized to (H, W), then a random crop
     crop_size: int = 112
     flip_p: float = 0.5  # horizontal flip probability of the clip augmentation
+    channel_gain: float = 0.0  # colour-cast augmentation: each channel x exp(U(-g, g)) per clip (0: off)
     batch_size: int = 64  # per process; official: 64 in all
     epochs: int = 300
     lr: float = 1e-2  # SGD, cosine to 0
@@ -136,6 +139,7 @@ def main() -> None:
             make_synthetic_dataset(data_root, videos_per_class=config.synthetic_videos_per_class,
                                    clips_per_group=config.synthetic_clips_per_group, frames=config.synthetic_frames,
                                    scenes=config.synthetic_scenes, colour_cast=config.synthetic_colour_cast,
+                                   object_size=config.synthetic_object_size, objects=config.synthetic_objects,
                                    size=(config.synthetic_size,) * 2, seed=config.seed)
         if dist.is_initialized():
             dist.barrier()
@@ -143,7 +147,8 @@ def main() -> None:
     def dataset(*, train: bool = True, **kwargs) -> UCF101:
         return UCF101(data_root, annotations, split=config.split, train=train, **kwargs)
 
-    clip_aug = augmentation("cacl", crop_size=config.crop_size, resize=config.resize, flip_p=config.flip_p)
+    clip_aug = augmentation("cacl", crop_size=config.crop_size, resize=config.resize, flip_p=config.flip_p,
+                            channel_gain=config.channel_gain)
     train_set = dataset(num_frames=config.frames, stride=config.stride, num_views=2, views_share_clip=True,
                         transform=clip_aug)
     spec = InputSpec(channels="rgb", frames=config.frames, stride=config.stride, resize=config.resize,
@@ -172,7 +177,8 @@ def main() -> None:
     # ==============================================================================================
     if config.frame_model is None:
         frame_aug = VideoTrain(crop_size=config.crop_size, scale=config.frame_crop_scale, resize=config.resize,
-                               jitter=(0.4, 0.4, 0.4, 0.4), jitter_p=1.0, grey_p=0.2, blur_p=0.0, mean=0.0, std=1.0)
+                               jitter=(0.4, 0.4, 0.4, 0.4), jitter_p=1.0, grey_p=0.2, blur_p=0.0, mean=0.0, std=1.0,
+                               channel_gain=config.channel_gain)
         frame_set = dataset(num_frames=1, num_views=2, views_share_clip=True, transform=frame_aug)
         frame_net = FrameNetwork(model=config.frame_arch)
         frame_moco = InfoNCE(backbone=frame_net, head=MLPHead(in_dim=frame_net.num_features, out_dim=config.dim),

@@ -59,6 +59,8 @@ class Config:
     synthetic_size: int = 64  # rendered frame side, pixels
     synthetic_scenes: int | None = 2  # scenes shared by every class (None: one per group and class; see synthetic.py)
     synthetic_colour_cast: float = 0.0  # per-video colour grade: each channel x exp(U(-c, c)) (see synthetic.py)
+    synthetic_object_size: tuple[float, float] = (0.14, 0.22)  # object radius range, fraction of the side
+    synthetic_objects: tuple[int, int] = (1, 2)  # fewest and most moving objects per scene
     flow_size: int | None = None  # short side at which synthetic flow is extracted (None: stored resolution)
     backbone: str = "s3d"  # any registered backbone (videozoo.list_models(tiny=None))
     frames: int = 32  # clip length: 32 consecutive frames
@@ -68,6 +70,7 @@ class Config:
     blur_sigma: tuple[float, float] = (0.1, 2.0)  # Gaussian blur sigma range, pixels (p 0.5)
     jitter_p: float = 0.8  # colour jitter (0.4, 0.4, 0.4, 0.1) with this probability
     grey_p: float = 0.2  # greyscale
+    channel_gain: float = 0.0  # colour-cast augmentation: each channel x exp(U(-g, g)) per clip (0: off)
     flip_p: float = 0.5  # horizontal flip; 0 where direction is the label (the synthetic classes are mirror pairs)
     decode_size: int | None = None  # resize while decoding (short side)
     batch_size: int = 32  # per process; official: 32 per GPU on 2 GPUs (UCF101), 4 GPUs (K400 InfoNCE)
@@ -107,7 +110,8 @@ PRESETS = {
                  coclr_milestones=(40,), cycles=1, batch_size=32, run_dir="runs/coclr_k400"),
     "smoke": dict(synthetic=True, backbone="r3d_tiny", synthetic_videos_per_class=16, synthetic_clips_per_group=4,
                   synthetic_frames=10, synthetic_size=64, flow_size=32, decode_size=32, frames=8, crop_size=32,
-                  synthetic_colour_cast=0.6, crop_scale=(0.5, 1.0), blur_sigma=(0.1, 0.5), flip_p=0.0, batch_size=16,
+                  synthetic_colour_cast=0.6, synthetic_object_size=(0.22, 0.30), synthetic_objects=(2, 2),
+                  channel_gain=0.6, crop_scale=(0.5, 1.0), blur_sigma=(0.1, 0.5), flip_p=0.0, batch_size=16,
                   lr=1e-3, infonce_epochs=6, infonce_milestones=(), coclr_epochs=50, coclr_milestones=(), cycles=1,
                   queue_size=96, momentum=0.95, topk=5, workers=2, ckpt_every_minutes=1.0, log_every=3, evaluate=True,
                   run_dir="runs/coclr_smoke"),
@@ -138,6 +142,7 @@ def main() -> None:
                 make_synthetic_dataset(data_root, videos_per_class=config.synthetic_videos_per_class,
                                        clips_per_group=config.synthetic_clips_per_group,
                                        scenes=config.synthetic_scenes, colour_cast=config.synthetic_colour_cast,
+                                       object_size=config.synthetic_object_size, objects=config.synthetic_objects,
                                        frames=config.synthetic_frames, seed=config.seed,
                                        size=(config.synthetic_size, config.synthetic_size))
             print("flow:", extract_flow_folder(data_root, flow_root, size=config.flow_size, workers=config.workers,
@@ -152,7 +157,8 @@ def main() -> None:
         return UCF101(data_root, annotations, split=config.split, train=train, **common)
 
     train_aug = augmentation("coclr", crop_size=config.crop_size, scale=config.crop_scale, blur_sigma=config.blur_sigma,
-                             jitter_p=config.jitter_p, grey_p=config.grey_p, flip_p=config.flip_p)
+                             jitter_p=config.jitter_p, grey_p=config.grey_p, flip_p=config.flip_p,
+                             channel_gain=config.channel_gain)
     train_sets = {  # what each stage reads: InfoNCE needs one modality, CoCLR both
         "video": dataset(train=True, flow=False, num_views=2, transform=train_aug),
         "flow": dataset(train=True, num_views=2, transform=PairedTransform(train_aug.without_colour())),

@@ -170,3 +170,26 @@ def test_negative_colour_cast_rejected(tmp_path: Path) -> None:
         make_synthetic_dataset(tmp_path, colour_cast=-0.1)
     with pytest.raises(ValueError, match="colour_cast"):
         render_clip("left", frames=2, size=(8, 8), appearance_seed=(0,), motion_seed=(1,), colour_cast=-0.1)
+
+
+def _moving_area(video: np.ndarray) -> float:
+    """Fraction of pixels that change between the first and last frame (a rotating object stays in place)."""
+    return float((np.abs(video[-1].astype(int) - video[0].astype(int)).max(-1) > 12).mean())
+
+
+def test_object_size_and_count() -> None:
+    kwargs = dict(frames=8, size=(64, 64), appearance_seed=(0, 1, 3), motion_seed=(0, 4, 0, 1))
+    default, _ = render_clip("rotate_cw", **kwargs)
+    explicit, _ = render_clip("rotate_cw", object_size=(0.14, 0.22), objects=(1, 2), **kwargs)
+    np.testing.assert_array_equal(default, explicit)  # the defaults are the generator's original draws
+    areas = [_moving_area(render_clip("rotate_cw", object_size=(r, r), objects=(1, 1), **kwargs)[0])
+             for r in (0.1, 0.2, 0.3)]
+    assert areas[0] < areas[1] < areas[2]
+    assert 2.5 < areas[2] / areas[0] < 14  # an area: about (0.3 / 0.1)^2 = 9 for a disc
+    one, two = (_moving_area(render_clip("rotate_cw", object_size=(0.15, 0.15), objects=(n, n), **kwargs)[0])
+                for n in (1, 2))
+    assert 1.4 < two / one < 2.8  # a second object of the same size, beside the first
+    with pytest.raises(ValueError, match="object_size"):
+        render_clip("left", frames=2, size=(8, 8), appearance_seed=(0,), motion_seed=(1,), object_size=(0.3, 0.2))
+    with pytest.raises(ValueError, match="objects"):
+        render_clip("left", frames=2, size=(8, 8), appearance_seed=(0,), motion_seed=(1,), objects=(1, 3))

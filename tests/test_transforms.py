@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 import torchvision.transforms.v2 as T
 import torchvision.transforms.v2.functional as F
+from einops import rearrange
 
 from videozoo.data.transforms import (
     EVAL_PRESETS,
@@ -260,3 +262,45 @@ def test_batched_parameter_rates() -> None:
     assert (p["brightness"][~on] == 1).all() and p["hue"] is None  # STiCA jitters no hue
     area = p["box"][:, 2] * p["box"][:, 3]
     assert area.min() >= 0.14 - 0.01 and area.max() <= 1.0
+
+
+# -- colour cast ---------------------------------------------------------------------------------------------
+def test_channel_gain_scales_each_channel_and_is_drawn_last() -> None:
+    """A per-clip cast: out = clamp(clip x gain_c); the gains' logs ~ U(-g, g); the other draws unchanged."""
+    kwargs = dict(crop_size=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter_p=0, grey_p=0, blur_p=0, flip_p=0,
+                  mean=0.0, std=1.0)
+    cast = VideoTrain(channel_gain=0.5, **kwargs)
+    clip = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
+    params = cast.params(16, 16, generator=torch.Generator().manual_seed(0))
+    expected = (clip.float() / 255 * torch.tensor(params.gains).view(1, 3, 1, 1)).clamp(0, 1).permute(1, 0, 2, 3)
+    torch.testing.assert_close(cast.apply(clip, params), expected, atol=1e-6, rtol=0)
+    logs = torch.tensor([cast.params(16, 16).gains for _ in range(2000)]).log()
+    assert logs.abs().max() <= 0.5 and logs.min() < -0.45 and logs.max() > 0.45
+    assert logs.mean().abs() < 0.03 and abs(float(torch.corrcoef(logs.T)[0, 1])) < 0.1  # channels independent
+    for name in ("coclr", "stica"):  # drawn last: the presets' draws (and figures) stay as they were without it
+        plain = preset(name).params(240, 320, generator=torch.Generator().manual_seed(3))
+        with_cast = preset(name, channel_gain=0.3).params(240, 320, generator=torch.Generator().manual_seed(3))
+        assert plain.gains is None and dataclasses.replace(with_cast, gains=None) == plain
+    assert cast.without_colour().params(16, 16).gains is None
+    with pytest.raises(ValueError, match="channel_gain must be >= 0"):
+        VideoTrain(channel_gain=-0.1)
+
+
+def test_channel_gain_reaches_rgb_only_and_batched_path_matches() -> None:
+    train = VideoTrain(channel_gain=0.6, crop_size=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter_p=0, grey_p=0,
+                       blur_p=0, flip_p=0, mean=0.0, std=1.0)
+    rgb = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    rgb_out, flow_out = PairedTransform(train)(rgb, rgb.clone())
+    torch.testing.assert_close(flow_out, rgb.float().div(255).permute(1, 0, 2, 3))  # flow: no cast
+    assert not torch.allclose(rgb_out, flow_out)
+    aug = BatchedVideoAugment(train, generator=torch.Generator().manual_seed(0))
+    p = aug.sample_params(500, 16, 16)
+    assert p["gains"].shape == (500, 3) and p["gains"].log().abs().max() <= 0.6
+    assert "gains" not in BatchedVideoAugment(preset("coclr")).sample_params(4, 16, 16)
+    batch = rearrange(rgb, "t c h w -> 1 c t h w").expand(3, -1, -1, -1, -1)
+    aug = BatchedVideoAugment(train, generator=torch.Generator().manual_seed(1))
+    gains = BatchedVideoAugment(train, generator=torch.Generator().manual_seed(1)).sample_params(3, 16, 16)["gains"]
+    out = aug(batch)
+    for b in range(3):
+        per_clip = train.apply(rgb, dataclasses.replace(train.params(16, 16), gains=tuple(gains[b].tolist())))
+        torch.testing.assert_close(out[b], per_clip, atol=1e-5, rtol=0)

@@ -25,7 +25,12 @@ Colour cast. On shared scenes an *untrained* 3D CNN already retrieves by motion:
 nothing else. ``colour_cast=c`` grades every video on its own (each channel scaled by ``exp(u)``, ``u`` uniform in
 ``[-c, c]``), drawn independently of the class: the nearest neighbour in colour is then of any class (an untrained
 r3d_tiny falls from 0.88 to 0.47 R@1 at ``c=0.6``), and a network scores well only if it has learnt to look past
-the colour at the motion (CoCLR's smoke preset; docs/benchmarks.md).
+the colour at the motion (the CoCLR and STiCA smoke presets, which also cast their training clips on their own:
+``VideoTrain(channel_gain=...)``).
+
+Objects. ``object_size`` (radius range, fraction of the short side) and ``objects`` (fewest, most per scene) make the
+motion larger: with few shared scenes and a cast, one small object per scene can leave the motion unlearnable within
+a CPU budget at some seeds even from the labels (docs/benchmarks.md, "Across seeds").
 """
 
 from __future__ import annotations
@@ -152,20 +157,27 @@ def _trajectory(kind: str, sign: int, pose: np.random.Generator, rng: np.random.
 
 
 def render_clip(label: str, *, frames: int, size: tuple[int, int], appearance_seed: Sequence[int],
-                motion_seed: Sequence[int], colour_cast: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                motion_seed: Sequence[int], colour_cast: float = 0.0, object_size: tuple[float, float] = (0.14, 0.22),
+                objects: tuple[int, int] = (1, 2)) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (T, H, W, 3) frames of one video of class ``label``, and its per-frame audio cue in [0, 1].
 
-    The scene (background, objects and their pose) comes from ``appearance_seed``, the motion (speed, rate of
-    turn, zoom factor) from ``motion_seed``, and so does the colour grade: each channel is scaled by
-    ``exp(u)``, ``u`` uniform in ``[-colour_cast, colour_cast]`` (0: none)."""
+    The scene (background, ``objects`` = (fewest, most) objects of radius ``object_size`` = (min, max) fractions
+    of the short side, their pose) comes from ``appearance_seed``, the motion (speed, rate of turn, zoom factor)
+    from ``motion_seed``, and so does the colour grade: each channel is scaled by ``exp(u)``, ``u`` uniform in
+    ``[-colour_cast, colour_cast]`` (0: none)."""
     if colour_cast < 0:
         raise ValueError(f"colour_cast must be >= 0 (the half-width of the log channel gains), got {colour_cast}")
+    if not 0 < object_size[0] <= object_size[1] <= 0.5:
+        raise ValueError(f"object_size must be (min, max) radii with 0 < min <= max <= 0.5 of the short side, "
+                         f"got {tuple(object_size)}")
+    if not 1 <= objects[0] <= objects[1] <= 2:
+        raise ValueError(f"objects must be (fewest, most) with 1 <= fewest <= most <= 2, got {tuple(objects)}")
     kind, sign = MOTIONS[label]
     height, width = size
     look, move = np.random.default_rng(list(appearance_seed)), np.random.default_rng(list(motion_seed))
     background = _noise_texture(look, height, width, cells=int(look.integers(4, 9)), contrast=look.uniform(0.1, 0.3))
-    radius = max(3, int(min(height, width) * look.uniform(0.14, 0.22)))
-    sprites = [_sprite(look, radius) for _ in range(int(look.integers(1, 3)))]
+    radius = max(3, int(min(height, width) * look.uniform(*object_size)))
+    sprites = [_sprite(look, radius) for _ in range(int(look.integers(objects[0], objects[1] + 1)))]
     paths = [_trajectory(kind, sign, look, move, frames, height, width) for _ in sprites]
     if len(paths) == 2:  # keep two objects apart: one on each side of the motion's axis
         offset = 0.22 * (height if kind == "x" else width)
@@ -207,8 +219,11 @@ def tone(cue: np.ndarray, kind: str, *, fps: float, sample_rate: int, rng: np.ra
 def make_synthetic_dataset(root: str | os.PathLike, *, classes: Sequence[str] = CLASSES, videos_per_class: int = 8,
                            frames: int = 32, size: tuple[int, int] = (64, 64), fps: float = 16, audio: bool = False,
                            seed: int = 0, codec: str = "mpeg4", clips_per_group: int = 2, sample_rate: int = 16000,
-                           scenes: int | None = None, colour_cast: float = 0.0, progress: bool = False) -> Path:
-    """Write the dataset (layout and ``scenes``: module docstring) and return ``root``. Same ``seed`` -> same videos."""
+                           scenes: int | None = None, colour_cast: float = 0.0,
+                           object_size: tuple[float, float] = (0.14, 0.22), objects: tuple[int, int] = (1, 2),
+                           progress: bool = False) -> Path:
+    """Write the dataset (layout and ``scenes``: module docstring; ``colour_cast``, ``object_size`` and
+    ``objects``: :func:`render_clip`) and return ``root``. Same ``seed`` -> same videos."""
     unknown = [c for c in classes if c not in MOTIONS]
     if unknown:
         raise ValueError(f"unknown classes {unknown}; known: {sorted(MOTIONS)}")
@@ -221,7 +236,7 @@ def make_synthetic_dataset(root: str | os.PathLike, *, classes: Sequence[str] = 
         group = i // clips_per_group + 1
         look = (seed, ci, group, 0) if scenes is None else (seed, (group - 1) % scenes, 3)
         video, cue = render_clip(label, frames=frames, size=size, appearance_seed=look, motion_seed=(seed, ci, i, 1),
-                                 colour_cast=colour_cast)
+                                 colour_cast=colour_cast, object_size=object_size, objects=objects)
         wave = None
         if audio:
             wave = tone(cue, MOTIONS[label][0], fps=fps, sample_rate=sample_rate,

@@ -1,7 +1,7 @@
 """The training augmentation run on a whole batch at once, on any device (GPU: frees the loader's CPUs).
 
-Same parameters and order as :class:`VideoTrain` (crop, jitter, grey, blur, flip, normalise), drawn per sample and
-shared by the frames of a sample. Differences, for speed: crop+resize is one ``grid_sample`` (bilinear, no
+Same parameters and order as :class:`VideoTrain` (crop, flip, cast, jitter, grey, blur, normalise), drawn per
+sample and shared by the frames of a sample. Differences, for speed: crop+resize is one ``grid_sample`` (bilinear, no
 antialiasing), and the order of the four jitter ops is drawn once per batch rather than per clip.
 """
 
@@ -71,6 +71,8 @@ class BatchedVideoAugment:
         for name, rng in t._ranges.items():
             neutral = 0.0 if name == "hue" else 1.0
             out[name] = torch.where(out["jitter_on"], unif(*rng), torch.full((batch,), neutral)) if rng else None
+        if t.channel_gain:  # (B, 3); drawn last and only when on, as in VideoTrain.params
+            out["gains"] = torch.empty(batch, 3).uniform_(-t.channel_gain, t.channel_gain, generator=g).exp()
         return out
 
     def _geometry(self, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -136,6 +138,8 @@ class BatchedVideoAugment:
         x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
         p = self.sample_params(x.shape[0], *x.shape[-2:])
         x = self._geometry(x, p)
+        if "gains" in p and x.shape[1] == 3:
+            x = (x * rearrange(p["gains"].to(x), "b c -> b c 1 1 1")).clamp(0, 1)
         if self.t.jitter_p > 0:
             x = self._jitter(x, p)
         if self.t.grey_p > 0:

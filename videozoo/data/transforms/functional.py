@@ -80,6 +80,11 @@ def grey(clip: torch.Tensor, *, mode: str = "luma", channel: int = 0) -> torch.T
     raise ValueError(f"grey mode must be 'luma' or 'channel_copy', got {mode!r}")
 
 
+def channel_gain(clip: torch.Tensor, gains: Sequence[float]) -> torch.Tensor:
+    """Scale each channel of a float [0, 1] clip (T, 3, H, W) by its gain and clip to [0, 1]: a colour cast."""
+    return (clip * per_channel(gains, clip.shape[-3], "gains").to(clip)).clamp(0, 1)
+
+
 def colour_jitter(clip: torch.Tensor, factors: dict[str, float], order: Sequence[str]) -> torch.Tensor:
     """Brightness/contrast/saturation/hue with given factors in the given order (torchvision semantics).
 

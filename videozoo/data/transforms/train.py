@@ -34,6 +34,7 @@ class ClipParams:
     grey: bool = False
     grey_channel: int = 0
     blur_sigma: tuple[float, float] | None = None
+    gains: tuple[float, float, float] | None = None
 
 
 def _uniform(low: float, high: float, generator: torch.Generator | None = None) -> float:
@@ -89,7 +90,9 @@ class VideoTrain:
     Spatial: ``scale`` set -> random resized crop (area ``scale``, aspect ``ratio``) of the frame (after the
     optional ``resize``); ``scale=None`` -> ``resize`` then a plain random crop of ``crop_size`` (CACL's
     Resize(128, 171) + RandomCrop(112)). The box is mapped back to the input frame, so the clip is resampled
-    once. Then, in CoCLR's order: colour jitter (p ``jitter_p``, ops in random order), grey (p ``grey_p``,
+    once. Then an optional colour cast (``channel_gain`` g > 0: each channel times ``exp(u)``, ``u ~ U(-g, g)``
+    drawn per channel and clip, the per-video colour grading of real footage as an augmentation; off in the
+    papers' presets), then, in CoCLR's order: colour jitter (p ``jitter_p``, ops in random order), grey (p ``grey_p``,
     ``grey_mode`` "luma" or CoCLR's "channel_copy"), Gaussian blur (p ``blur_p``, sigma ~ U(``blur_sigma``);
     ``blur_fixed_xy=True`` uses (sigma_x, sigma_y) = ``blur_sigma`` as GDT/STiCA's kornia call does),
     horizontal flip (p ``flip_p``), ``(x - mean) / std``. ``jitter`` = (brightness, contrast, saturation, hue)
@@ -101,7 +104,9 @@ class VideoTrain:
                  jitter: Sequence[float] = (0.4, 0.4, 0.4, 0.1), jitter_p: float = 0.8, grey_p: float = 0.2,
                  grey_mode: str = "luma", blur_p: float = 0.5, blur_sigma: Sequence[float] = (0.1, 2.0),
                  blur_fixed_xy: bool = False, flip_p: float = 0.5, mean: Sequence[float] | float = IMAGENET_MEAN,
-                 std: Sequence[float] | float = IMAGENET_STD) -> None:
+                 std: Sequence[float] | float = IMAGENET_STD, channel_gain: float = 0.0) -> None:
+        if channel_gain < 0:
+            raise ValueError(f"channel_gain must be >= 0 (the half-width of the log channel gains), got {channel_gain}")
         if scale is None and resize is None:
             raise ValueError("a plain random crop (scale=None) needs resize= (e.g. (128, 171) for CACL)")
         if grey_mode not in ("luma", "channel_copy"):
@@ -111,18 +116,18 @@ class VideoTrain:
         self.jitter = tuple(jitter)
         self.jitter_p, self.grey_p, self.grey_mode = jitter_p, grey_p, grey_mode
         self.blur_p, self.blur_sigma, self.blur_fixed_xy = blur_p, tuple(blur_sigma), blur_fixed_xy
-        self.flip_p, self.mean, self.std = flip_p, mean, std
+        self.flip_p, self.mean, self.std, self.channel_gain = flip_p, mean, std, channel_gain
         self._ranges = {name: _jitter_range(v, 0.0 if name == "hue" else 1.0) for name, v in zip(JITTER_OPS, jitter)}
 
     def __repr__(self) -> str:
         keys = ("crop_size", "scale", "ratio", "resize", "jitter", "jitter_p", "grey_p", "grey_mode", "blur_p",
-                "blur_sigma", "flip_p", "mean", "std")
+                "blur_sigma", "flip_p", "mean", "std", "channel_gain")
         return f"{type(self).__name__}({', '.join(f'{k}={getattr(self, k)!r}' for k in keys)})"
 
     def without_colour(self) -> VideoTrain:
         """Same crop and flip, no colour/grey/blur: CoCLR's "null transform", given to part of its views."""
         out = copy.copy(self)
-        out.jitter_p = out.grey_p = out.blur_p = 0.0
+        out.jitter_p = out.grey_p = out.blur_p = out.channel_gain = 0.0
         return out
 
     def params(self, height: int, width: int, *, generator: torch.Generator | None = None) -> ClipParams:
@@ -152,8 +157,11 @@ class VideoTrain:
             s = _uniform(*self.blur_sigma, generator=g)
             sigma = self.blur_sigma if self.blur_fixed_xy else (s, s)
         flip = _bernoulli(self.flip_p, g)
+        gains = None
+        if self.channel_gain:  # drawn last and only when on: the presets' other draws stay as they were
+            gains = tuple(math.exp(_uniform(-self.channel_gain, self.channel_gain, generator=g)) for _ in range(3))
         return ClipParams(box=box, flip=flip, jitter=jitter, jitter_order=order, grey=is_grey,
-                          grey_channel=grey_channel, blur_sigma=sigma)
+                          grey_channel=grey_channel, blur_sigma=sigma, gains=gains)
 
     def geometry(self, clip: torch.Tensor, params: ClipParams) -> torch.Tensor:
         """Crop + resize + flip: (T, C, H, W) -> (T, C, crop_h, crop_w), dtype kept."""
@@ -162,7 +170,9 @@ class VideoTrain:
         return F.horizontal_flip(clip) if params.flip else clip
 
     def colour(self, clip: torch.Tensor, params: ClipParams) -> torch.Tensor:
-        """Jitter, grey, blur on a float [0, 1] clip (T, C, H, W)."""
+        """Cast, jitter, grey, blur on a float [0, 1] clip (T, C, H, W)."""
+        if params.gains is not None and clip.shape[-3] == 3:
+            clip = VF.channel_gain(clip, params.gains)
         if params.jitter:
             clip = VF.colour_jitter(clip, params.jitter, params.jitter_order)
         if params.grey:
@@ -208,6 +218,7 @@ class PairedTransform:
             flow = flow.clone()
             flow[:, 0] = 255 - flow[:, 0] if flow.dtype == torch.uint8 else 1 - flow[:, 0]
         rgb_out = self.rgb.apply(rgb, params)
-        flow_params = params if self.colour_on_flow else replace(params, jitter=None, grey=False, blur_sigma=None)
+        flow_params = params if self.colour_on_flow else replace(params, jitter=None, grey=False, blur_sigma=None,
+                                                                 gains=None)
         flow_out = self.rgb.apply(flow, flow_params, mean=self.flow_mean, std=self.flow_std)
         return rgb_out, flow_out
