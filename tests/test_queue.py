@@ -95,14 +95,21 @@ def test_state_dict_round_trip_resumes_the_same_queue() -> None:
     assert torch.equal(queue.features, restored.features) and torch.equal(queue.vname, restored.vname)
 
 
-def test_negatives_must_be_cloned_before_an_in_place_enqueue() -> None:
-    queue = FeatureQueue(size=4, dim=3)
-    q = torch.randn(2, 3, requires_grad=True)
-    info_nce(q, torch.randn(2, 3), queue.features.clone(), temperature=0.1).backward()  # MoCo's pattern
-    loss = info_nce(q, torch.randn(2, 3), queue.features, temperature=0.1)
-    queue.enqueue(torch.randn(2, 3))
-    with pytest.raises(RuntimeError, match="inplace"):
-        loss.backward()
+def test_negatives_read_before_an_enqueue_keep_their_values() -> None:
+    """Writes replace the buffers: backward after an enqueue uses the negatives the loss saw, no clone needed."""
+    queue = FeatureQueue(size=4, dim=3, extra={"label": -1})
+    q, k = torch.randn(2, 3, requires_grad=True), torch.randn(2, 3)
+    snapshot, labels = queue.features.clone(), queue.field("label")
+    (expected,) = torch.autograd.grad(info_nce(q, k, snapshot, temperature=0.1), q)
+    negatives = queue.features
+    loss = info_nce(q, k, negatives, temperature=0.1)
+    queue.enqueue(torch.randn(2, 3), label=torch.tensor([5, 6]))
+    (grad,) = torch.autograd.grad(loss, q)
+    torch.testing.assert_close(grad, expected, rtol=0, atol=0)
+    assert torch.equal(negatives, snapshot) and not torch.equal(queue.features, snapshot)
+    assert (labels == -1).all() and queue.field("label")[:2].tolist() == [5, 6]
+    assert dict(queue.named_buffers())["features"] is queue.features  # still a buffer: saved, moved, broadcast
+    assert torch.equal(queue.state_dict()["label"], queue.field("label"))
 
 
 def small_net() -> nn.Module:

@@ -56,7 +56,7 @@ def info_nce(
     ``query``, ``key``: (B, D), row i of ``key`` is the positive of row i of ``query``.
     ``negatives``: (K, D), e.g. a MoCo queue; if None, the other keys of the batch are the negatives.
     Gradient flows into whatever requires it; MoCo keys come from a momentum encoder under no_grad.
-    A queue that is updated in place before ``backward`` must be passed as ``queue.features.clone()``.
+    A queue written in place before ``backward`` must be passed as a copy (``FeatureQueue`` writes out of place).
     """
     logits, targets = info_nce_logits(query, key, negatives, temperature=temperature)
     return F.cross_entropy(logits, targets)

@@ -61,8 +61,11 @@ class FeatureQueue(nn.Module):
         """Write a batch: ``features`` (N, D) and one (N,) tensor per extra field, all aligned.
 
         With ``gather`` (default) the batch is first concatenated over all ranks, as MoCo does, so every
-        rank holds the same queue; in one process that is the identity. Writes happen in place: logits
-        that ``backward`` still needs must have been computed from ``features.clone()``.
+        rank holds the same queue; in one process that is the identity. Writes replace the buffers with new
+        tensors rather than writing into them, so a tensor read from the queue before the write (the
+        negatives that ``backward`` still needs) keeps its values. In-place writes needed a ``.clone()`` at
+        every read, and ``torch.compile`` removes such a clone of a buffer when it saves it for backward:
+        the gradient then silently used the updated queue (``tests/test_training_loop.py``).
         """
         if set(fields) != set(self.extra_names):
             raise ValueError(f"FeatureQueue.enqueue needs exactly the fields {self.extra_names}, got {tuple(fields)}")
@@ -75,10 +78,10 @@ class FeatureQueue(nn.Module):
         keep = min(n, self.size)
         # the last `keep` entries land at slots (ptr + n - keep), ..., (ptr + n - 1) modulo size
         slots = (self.ptr + (n - keep) + torch.arange(keep, device=self.ptr.device)) % self.size  # (keep,)
-        self.features.index_copy_(0, slots, features[n - keep :].to(self.features))
+        self.features = self.features.index_copy(0, slots, features[n - keep :].to(self.features))
         for name, value in fields.items():
             buffer = getattr(self, name)
-            buffer.index_copy_(0, slots, value[n - keep :].to(buffer))
+            setattr(self, name, buffer.index_copy(0, slots, value[n - keep :].to(buffer)))
         self.ptr.copy_((self.ptr + n) % self.size)
         self.num_filled.copy_((self.num_filled + n).clamp(max=self.size))
 

@@ -257,8 +257,8 @@ class CACL(Method):
 
         # float32 losses: under bf16 autocast logits / 0.07 would lose the digits that separate keys
         q, tf_q, k, tf_k = q.float(), tf_q.float(), k.float(), tf_k.float()
-        # the queue is written in place below; backward needs the values the logits were computed from
-        contrast, positives, negatives = cacl_loss(q, tf_q, k, tf_k, self.queue.features.clone(),
+        # no clone: the queue write below replaces its buffer, so backward still sees these negatives
+        contrast, positives, negatives = cacl_loss(q, tf_q, k, tf_k, self.queue.features,
                                                    temperature=self.temperature, tf_negatives=self.tf_negatives)
         sdp = F.cross_entropy(sdp_logits.float(), labels)
         loss = contrast + self.sdp_weight * sdp

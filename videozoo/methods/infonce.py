@@ -109,10 +109,10 @@ class InfoNCE(Method):
 
     def logits(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """(B, 1+K) = [q·k, q·queue] / T; column 0 is the positive (MoCo's layout, which masks index)."""
-        # the queue is written in place after this step's loss; backward needs the values it was computed from.
+        # no clone: the queue write after this step's loss replaces its buffer, so backward keeps these values
         # float32 even under bf16 autocast, which would otherwise run these matmuls in bf16
         with torch.autocast(q.device.type, enabled=False):
-            logits, _ = info_nce_logits(q.float(), k.float(), self.queue.features.clone(), temperature=self.temperature)
+            logits, _ = info_nce_logits(q.float(), k.float(), self.queue.features, temperature=self.temperature)
         return logits
 
     def enqueue(self, k: torch.Tensor, **fields: torch.Tensor) -> None:
