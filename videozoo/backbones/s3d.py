@@ -24,6 +24,7 @@ from einops import rearrange, reduce
 from torch import nn
 
 from videozoo.backbones.base import VideoBackbone
+from videozoo.backbones.onednn_guard import temporal_conv
 
 __all__ = ["S3D", "s3d"]
 
@@ -72,7 +73,8 @@ class SepConv3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))  # (B, C', T, H/s, W/s)
-        return self.relu(self.bn2(self.conv2(x)))  # (B, C', T/s, H/s, W/s)
+        # Conv_1a's (7, 1, 1) stride-2 conv crashes oneDNN on short clips: see backbones/onednn_guard.py.
+        return self.relu(self.bn2(temporal_conv(self.conv2, x)))  # (B, C', T/s, H/s, W/s)
 
 
 class SelfGating(nn.Module):
