@@ -19,6 +19,9 @@ from torch import nn
 import videozoo
 from videozoo.backbones.onednn_guard import needs_explicit_time_padding, temporal_conv
 
+# torch.backends.mkldnn.flags() warns about Intel-GPU TF32 on every use; the reference needs it off, nothing else.
+pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
+
 
 def conv_1a_temporal(channels: int = 16) -> nn.Conv3d:
     return nn.Conv3d(channels, channels, (7, 1, 1), stride=(2, 1, 1), padding=(3, 0, 0), bias=False)
