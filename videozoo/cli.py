@@ -178,6 +178,13 @@ def cmd_flow(args: argparse.Namespace) -> int:
 
 
 @command
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from videozoo.data.prepare import run_prepare_command
+
+    return run_prepare_command(args)
+
+
+@command
 def cmd_demo(args: argparse.Namespace) -> int:
     from videozoo.demo import run_demo
 
@@ -284,6 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("flow", help="extract optical flow (TV-L1 or RAFT) from a folder of videos; resumable")
     _add_flow_arguments(p)
+
+    p = sub.add_parser("prepare", help="re-encode a video folder at training resolution (short GOP, audio kept)")
+    p.add_argument("src", help="folder of videos (searched recursively; other files are copied)")
+    p.add_argument("dst", help="output folder: the same tree, every video as .mp4")
+    p.add_argument("--short-side", type=int, required=True, help="short side in pixels (even); never upscaled")
+    p.add_argument("--workers", type=int, default=None, help="processes, one video each (default: all cores)")
+    p.add_argument("--keyframe-interval", type=int, default=None, help="frames between keyframes (default 32)")
+    p.add_argument("--crf", type=int, default=None, help="x264 quality, lower is better (default 23)")
+    p.add_argument("--overwrite", action="store_true", help="redo outputs that exist, finished or not")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("demo", help="list the zoo, generate a clip and embed it: needs no download")
     p.add_argument("--out", default="videozoo-demo")
