@@ -6,6 +6,9 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -232,6 +235,45 @@ def test_bad_files_are_reported_and_the_rest_prepared(tmp_path) -> None:
     assert (report["prepared"], report["failed"]) == (1, 4)
     assert {f["path"] for f in report["failures"]} == set(summary.failed)
     assert sorted(p.name for p in (tmp_path / "dst").rglob("*.mp4")) == ["good.mp4"]
+
+
+def die_on_b(job: tuple) -> tuple:
+    """A worker for the crash test: the process preparing ``b.avi`` dies as a segfaulting decoder's would, while
+    the other worker is still busy with ``a.avi`` (so the broken pool takes an innocent job down with it)."""
+    time.sleep(0.3 if job[0].name == "b.avi" else 0.6)
+    if job[0].name == "b.avi":
+        os._exit(11)
+    return prep._job(job)
+
+
+def test_a_worker_that_dies_fails_its_video_only(tmp_path) -> None:
+    src = tmp_path / "src"
+    for name in "abcd":
+        write_video(src / f"{name}.avi", num_frames=12, size=(48, 64))
+    settings = prep.PrepareSettings(32)
+    jobs = [(src / f"{n}.avi", tmp_path / "dst" / f"{n}.mp4", settings, False, 1) for n in "abcd"]
+    results = {Path(src_path).name: (status, value) for status, src_path, value in prep._run(jobs, 2, work=die_on_b)}
+    assert sorted(results) == ["a.avi", "b.avi", "c.avi", "d.avi"]  # each once
+    assert results["b.avi"] == ("failed", prep._DIED)
+    assert all(results[n][0] == "prepared" for n in ("a.avi", "c.avi", "d.avi")), results
+
+
+def test_workers_exit_when_the_parent_is_killed() -> None:
+    """A pool worker whose parent died (SIGKILL) must not wait for work forever: its watchdog ends it."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    child = os.fork()
+    if child == 0:  # the worker: watchdog on the dead pid, then "wait for work"
+        prep._watch_parent(dead.pid)
+        time.sleep(20)
+        os._exit(0)
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(child, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if done == (0, 0):
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+    assert done[0] == child and os.waitstatus_to_exitcode(done[1]) == 1
 
 
 def test_mpeg4_fallback_keeps_every_frame(tmp_path) -> None:

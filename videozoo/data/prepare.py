@@ -51,7 +51,7 @@ every output whose record matches the source and the settings, and redoes the re
 over). An output that exists with another record is reported as failed unless ``overwrite``. Files that are not
 videos (annotation lists, CSVs) are copied as they are, so DST replaces SRC for the datasets (which find a listed
 ``x.avi`` as ``x.mp4``). Videos that cannot be read are listed in the summary and in ``DST/prepare_report.json``;
-one bad file never stops the run.
+one bad file never stops the run, not even one that kills its worker process.
 """
 
 from __future__ import annotations
@@ -61,10 +61,12 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -636,14 +638,65 @@ def prepare_folder(
     return summary
 
 
-def _run(jobs: list[tuple], workers: int) -> Iterator[tuple[str, str, Any]]:
+_DIED = "the worker process died while preparing it (a crash in the decoder, or out of memory)"
+
+
+def _run(jobs: list[tuple], workers: int, *, work: Callable[[tuple], tuple] = _job) -> Iterator[tuple[str, str, Any]]:
+    """``work(job)`` for every job, in ``workers`` processes (in this one for a single worker or job).
+
+    A worker that dies (a segfault in a decoder, the OOM killer) breaks the whole pool; the jobs it had in flight are
+    then run again one by one, each alone in a fresh pool, so the one that kills its process is reported as failed
+    and the others are prepared. Jobs not yet started go on in a new pool."""
     if workers == 1 or len(jobs) <= 1:
-        yield from map(_job, jobs)
+        yield from map(work, jobs)
         return
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_pool_context()) as pool:
-        futures = [pool.submit(_job, job) for job in jobs]
-        for future in as_completed(futures):
-            yield future.result()
+    todo = jobs[::-1]  # popped from the end: in order
+    while todo:
+        suspects = yield from _pool_pass(todo, min(workers, len(todo)), work)
+        for job in suspects:
+            if (yield from _pool_pass([job], 1, work)):
+                yield "failed", str(job[0]), _DIED
+
+
+def _pool_pass(todo: list[tuple], workers: int, work: Callable) -> Generator[tuple, None, list[tuple]]:
+    """Run jobs popped from ``todo`` with ``workers`` in flight (no more, so that a broken pool tells which jobs it
+    took down); yield their results; return the jobs in flight when the pool broke (empty when it did not)."""
+    running: dict[Future, tuple] = {}
+    pool = ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_watch_parent, initargs=(os.getpid(),))
+    with pool:
+        while todo or running:
+            while todo and len(running) < workers:
+                job = todo.pop()
+                running[pool.submit(work, job)] = job
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            broken = []
+            for future in done:
+                job = running.pop(future)
+                if isinstance(future.exception(), BrokenProcessPool):
+                    broken.append(job)
+                else:
+                    yield future.result()
+            if broken:
+                return broken + list(running.values())  # every job in flight fails with the pool
+    return []
+
+
+def _watch_parent(pid: int) -> None:
+    """Worker initializer: exit when the process that started the pool is gone. Killed with SIGKILL, it cannot stop
+    its workers, which would otherwise finish their video and then wait for work forever (and keep the forkserver
+    alive); a rerun must not race them for the same partial files."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # the pid exists (reused by another user's process): keep watching
+                pass
+
+    threading.Thread(target=watch, name="videozoo-prepare-watchdog", daemon=True).start()
 
 
 def _pool_context() -> mp.context.BaseContext:
