@@ -43,7 +43,7 @@ A prepared file is an MP4 holding
   channel count, aligned on the first video frame (``load_audio_segment``'s origin): audio before it is cut,
   gaps are filled with silence. Videos without audio stay without.
 * **a record** in the container's ``comment`` tag: ``videozoo-prepare {json}`` with the settings and the source's
-  name, size and modification time.
+  name and size.
 
 Atomic and resumable: a video is written to ``<dst stem>.partial.mp4``, its packets are counted against the frames
 written, and only then is it renamed into place, so a killed run leaves nothing that looks finished. A rerun skips
@@ -325,8 +325,9 @@ class _AudioOut:
 
 # -- one video ------------------------------------------------------------------------------------------------------
 def _record(src: Path, settings: PrepareSettings) -> dict[str, Any]:
-    st = src.stat()
-    return {"settings": asdict(settings), "source": {"name": src.name, "bytes": st.st_size, "mtime": int(st.st_mtime)}}
+    """What a finished file says it is. The source by name and size, not modification time: a dataset copied
+    without preserving times is still the same dataset, while a re-downloaded video almost always differs in size."""
+    return {"settings": asdict(settings), "source": {"name": src.name, "bytes": src.stat().st_size}}
 
 
 def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
