@@ -41,7 +41,9 @@ A prepared file is an MP4 holding
   smaller, 8 is slower, and 250 loses over a third of it.
 * **the first audio stream**, AAC at the source's sample rate (the nearest rate AAC allows if it has none) and
   channel count, aligned on the first video frame (``load_audio_segment``'s origin): audio before it is cut,
-  gaps are filled with silence. Videos without audio stay without.
+  gaps are filled with silence. Videos without audio stay without. AAC sources are re-encoded too (128 kb/s), not
+  copied: cutting at the first video frame and filling gaps needs decoded samples, and one path for every source
+  keeps the files alike.
 * **a record** in the container's ``comment`` tag: ``videozoo-prepare {json}`` with the settings and the source's
   name and size.
 
