@@ -109,13 +109,17 @@ def view_batches(
     """Float batches ``(n·M, C, T, H, W)`` of the clips at ``indices`` ``(N, T)``, each in its M crops.
 
     Decodes ``clips_per_batch`` clips at a time so that a long video's windows never sit in memory together.
-    Rows are clip-major: clip 0's M crops, then clip 1's.
+    Rows are clip-major: clip 0's M crops, then clip 1's. Any failure to read or preprocess the clips is a
+    :class:`~videozoo.data.VideoDecodeError` naming the file, so callers looping over videos report it and go on.
     """
+    from videozoo.data.decode import as_decode_error
+
     for first in range(0, len(indices), clips_per_batch):
         chunk = indices[first : first + clips_per_batch]  # (n, T)
-        frames = reader.get_frames(chunk.reshape(-1))  # (n·T, C, H, W) uint8
-        clips = rearrange(frames, "(n t) c h w -> n t c h w", n=len(chunk))
-        views = torch.stack([transform(clip) for clip in clips])  # (n, M, C, T, H, W), or (n, C, T, H, W) if M = 1
+        with as_decode_error(reader.path):
+            frames = reader.get_frames(chunk.reshape(-1))  # (n·T, C, H, W) uint8
+            clips = rearrange(frames, "(n t) c h w -> n t c h w", n=len(chunk))
+            views = torch.stack([transform(clip) for clip in clips])  # (n, M, C, T, H, W), or (n, C, T, H, W)
         if views.ndim == 5:
             views = views[:, None]
         yield rearrange(views, "n m c t h w -> (n m) c t h w")
@@ -152,17 +156,19 @@ def video_scores(
 
     ``average="prob"`` averages softmax probabilities, ``"logit"`` the raw logits (module docstring: who does
     which). Clip length, stride / fps and preprocessing come from the model's input spec; ``transform`` replaces
-    the preprocessing (it must give ``crops`` crops). Raises :class:`~videozoo.data.VideoDecodeError`.
+    the preprocessing (it must give ``crops`` crops). Raises :class:`~videozoo.data.VideoDecodeError` for any
+    failure of the file (see :func:`view_batches`).
     """
     from videozoo.api import input_spec_of, transforms_for
-    from videozoo.data.decode import open_video
+    from videozoo.data.decode import as_decode_error, open_video
 
     average = _check_classifier(model, average)
     spec = input_spec_of(model)
     transform = transform or transforms_for(model, num_crops=crops)
-    reader = open_video(path)
-    indices = sample_clips(len(reader), sampling=sampling, num_clips=clips, num_frames=spec.frames,
-                           stride=spec.stride, fps=spec.fps, native_fps=reader.fps, step=step)  # (N, T)
+    with as_decode_error(path):
+        reader = open_video(path)
+        indices = sample_clips(len(reader), sampling=sampling, num_clips=clips, num_frames=spec.frames,
+                               stride=spec.stride, fps=spec.fps, native_fps=reader.fps, step=step)  # fmt: skip
     outputs = [
         model(views.to(device)).float()  # (n·M, K)
         for views in view_batches(reader, indices, transform, clips_per_batch=max(1, batch_size // crops))
@@ -211,10 +217,12 @@ def predict_videos(
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> list[VideoPrediction]:
-    """Top classes of a fine-tuned model for each video, in input order (unreadable videos carry ``error``).
+    """Top classes of a fine-tuned model for each video, in input order.
 
-    Class names come from ``model.class_names`` (set by :func:`videozoo.load` from the saved config), else
-    indices. Defaults: 10 uniform clips × 3 crops (STiCA's test); see :data:`TEST_PROTOCOLS` for each paper's.
+    A video that fails in any way (missing, unreadable, shorter than its header says) carries ``error`` and the
+    others go on. Class names come from
+    ``model.class_names`` (set by :func:`videozoo.load` from the saved config), else indices. Defaults: 10
+    uniform clips × 3 crops (STiCA's test); see :data:`TEST_PROTOCOLS` for each paper's.
     """
     from videozoo.data.decode import VideoDecodeError
 
