@@ -51,19 +51,20 @@ def liar(tmp_path, monkeypatch) -> Path:
 def test_embed_goes_on_past_failing_files_and_records_them(tmp_path, small_dir, liar, capsys) -> None:
     """Issue #17: one bad file lost the whole run; the two-stream file is read, the others reported and skipped."""
     two = write_two_stream_video(tmp_path / "two.mp4")
-    fine = write_video(tmp_path / "fine.avi", num_frames=12)
+    short = write_video(tmp_path / "short.avi", num_frames=3)
     missing = tmp_path / "missing.mp4"
-    videos = [str(two), str(liar), str(missing), str(fine)]
+    videos = [str(two), str(liar), str(missing), str(short)]
     out = tmp_path / "f.safetensors"
     assert main(["embed", *videos, "--model", str(small_dir), "--out", str(out), "--quiet"]) == 1  # --clips 4
     err = capsys.readouterr().err
     assert "skipped 2 of 4 videos (not embedded):" in err and f"{missing}: file not found" in err
     assert f"{liar}: IndexError: frame indices" in err
+    assert "1 of 4 videos supply less than half of a clip's frames" in err and str(short) in err
     index = load_features(out)
-    assert index.paths == [str(two), str(fine)] and index.features.shape == (2, 64)
-    assert set(index.failed) == {str(liar), str(missing)}
+    assert index.paths == [str(two), str(short)] and index.features.shape == (2, 64)
+    assert set(index.failed) == {str(liar), str(missing)} and list(index.padded) == [str(short)]
     npz = load_features(save_features(index, tmp_path / "f.npz"))  # the other format keeps them too
-    assert npz.failed == index.failed
+    assert (npz.failed, npz.padded) == (index.failed, index.padded)
 
 
 def test_embed_without_a_readable_video_is_an_error_and_writes_nothing(tmp_path, small_dir, capsys) -> None:

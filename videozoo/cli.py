@@ -69,9 +69,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     model = videozoo.load(args.model, weights=args.weights, pretrained=not args.random_init)
     # no readable video at all raises here, before any file is written
     result = embed_videos(model, args.videos, clips=args.clips, device=args.device, progress=not args.quiet)
-    out = save_features(result, args.out, model_name=args.model)  # the skipped videos go in it too
+    out = save_features(result, args.out, model_name=args.model)  # the skipped and padded videos go in it too
     print(f"wrote {result.features.shape[0]} x {result.features.shape[1]} features to {out}")
-    for line in input_report(result.failed, total=len(args.videos), action="embedded"):
+    for line in input_report(result.failed, result.padded, total=len(args.videos), action="embedded"):
         print(line, file=sys.stderr)
     return 0 if not result.failed else 1
 
@@ -99,7 +99,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         write_predictions_csv(args.csv, paths=[p.path for p in ok], scores=scores, class_names=class_names,
                               topk=args.topk)  # fmt: skip
     failed = {p.path: p.error for p in preds if p.error is not None}
-    for line in input_report(failed, total=len(preds), action="predicted"):
+    padded = {p.path: p.padded for p in preds if p.padded is not None}
+    for line in input_report(failed, padded, total=len(preds), action="predicted"):
         print(line, file=sys.stderr)
     return 0 if not failed else 1
 
@@ -121,8 +122,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
               f"({result.metrics['description']})")  # fmt: skip
     for path, why in result.bad_videos.items():
         print(f"unreadable, replaced: {path}: {why}", file=sys.stderr)
+    if result.padded_videos:  # listed one by one in the warning line the run logged, and in results.json
+        print(f"{len(result.padded_videos)} videos were mostly padding (shorter than half a clip)", file=sys.stderr)
     print(f"model: {result.model_dir}")
-    return 0
+    return 0 if not result.bad_videos else 1
 
 
 @command
@@ -142,7 +145,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(query)
         for hit in hits:
             print(f"  {hit.rank:>3}. {hit.score:+.3f}  {hit.path}")
-    for line in input_report(results.failed, total=len(args.queries), action="searched"):
+    for line in input_report(results.failed, results.padded, total=len(args.queries), action="searched"):
         print(line, file=sys.stderr)
     if index.failed:  # the index cannot return what it never held
         print(f"note: {len(index.failed)} videos were skipped when {args.index} was built", file=sys.stderr)

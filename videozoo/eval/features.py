@@ -25,6 +25,7 @@ class EmbedResult:
     paths: list[str]
     failed: dict[str, str] = field(default_factory=dict)  # path -> why it was skipped (missing, unreadable, ...)
     model: str = ""  # the model that made the features (kept in the file so search can check it)
+    padded: dict[str, str] = field(default_factory=dict)  # path -> note: embedded, but its clips are mostly padding
 
 
 @torch.inference_mode()
@@ -42,8 +43,9 @@ def embed_videos(
 
     Clip length, frame stride / fps and preprocessing come from the model's input spec. A video that
     fails in any way (missing, not a video, shorter than its header says, ...) is reported in ``failed``
-    and skipped; the others go on. Raises ``ValueError`` without videos and ``RuntimeError`` when none
-    could be read, rather than return an empty result.
+    and skipped; the others go on. A video supplying less than half of a clip's frames is embedded from
+    looped frames and noted in ``padded``. Raises ``ValueError`` without videos and ``RuntimeError``
+    when none could be read, rather than return an empty result.
     """
     from videozoo.api import input_spec_of, transforms_for
     from videozoo.data.decode import VideoDecodeError, as_decode_error
@@ -58,34 +60,37 @@ def embed_videos(
         raise ValueError("no videos to embed")
     transform = transforms_for(model)
     model = model.to(device).eval()
-    rows, paths, failed = [], [], {}
+    rows, paths, failed, padded = [], [], {}, {}
     for path in tqdm(videos, desc="embedding", unit="video", disable=not progress):
         try:
             with as_decode_error(path):
-                batch = _clips(path, spec=spec, transform=transform, clips=clips)
+                batch, note = _clips(path, spec=spec, transform=transform, clips=clips)
         except VideoDecodeError as exc:
             failed[str(path)] = str(exc.cause or exc)
             continue
+        if note:
+            padded[str(path)] = note
         rows.append(clip_features(model, batch.to(device)).float().mean(dim=0).cpu())  # pooled, head skipped
         paths.append(str(path))
     if not rows:
         raise RuntimeError(f"none of the {len(failed)} videos could be read: {describe_failures(failed)}")
-    return EmbedResult(features=torch.stack(rows), paths=paths, failed=failed)
+    return EmbedResult(features=torch.stack(rows), paths=paths, failed=failed, padded=padded)
 
 
-def _clips(path: str | Path, *, spec: Any, transform: Any, clips: int) -> torch.Tensor:
-    """``clips`` uniform clips of one video, preprocessed ``(N, C, T, H, W)``."""
+def _clips(path: str | Path, *, spec: Any, transform: Any, clips: int) -> tuple[torch.Tensor, str | None]:
+    """``clips`` uniform clips of one video, preprocessed ``(N, C, T, H, W)``, and a note if they are mostly padding."""
     from videozoo.data.decode import open_video
-    from videozoo.data.sampling import uniform_clips
+    from videozoo.data.sampling import short_clip_note, uniform_clips
 
     reader = open_video(path)
     kw = {"num_frames": spec.frames, "stride": spec.stride, "fps": spec.fps, "native_fps": reader.fps}
     indices = uniform_clips(len(reader), num_clips=clips, **kw)  # (N, T)
-    return torch.stack([transform(reader.get_frames(idx)) for idx in indices])  # (N, C, T, H, W)
+    batch = torch.stack([transform(reader.get_frames(idx)) for idx in indices])  # (N, C, T, H, W)
+    return batch, short_clip_note(len(reader), **kw)
 
 
-def input_report(failed: dict[str, str], *, total: int, action: str) -> list[str]:
-    """Lines for the user: the videos skipped, with why.
+def input_report(failed: dict[str, str], padded: dict[str, str], *, total: int, action: str) -> list[str]:
+    """Lines for the user: the videos skipped (with why) and those used although mostly padding.
 
     ``action`` says what the skipped videos missed (``"embedded"``, ``"searched"``, ...). Empty when all is well.
     """
@@ -93,6 +98,10 @@ def input_report(failed: dict[str, str], *, total: int, action: str) -> list[str
     if failed:
         lines.append(f"skipped {len(failed)} of {total} videos (not {action}):")
         lines += [f"  {path}: {why}" for path, why in failed.items()]
+    if padded:
+        lines.append(f"warning: {len(padded)} of {total} videos supply less than half of a clip's frames; "
+                     "their clips are mostly padding:")  # fmt: skip
+        lines += [f"  {path}: {note}" for path, note in padded.items()]
     return lines
 
 
@@ -105,8 +114,8 @@ def describe_failures(failed: dict[str, str], limit: int = 5) -> str:
 def save_features(result: EmbedResult, path: str | Path, *, model_name: str = "") -> Path:
     """Write features to ``.safetensors`` (paths in the metadata) or ``.npz`` (paths as an array).
 
-    The videos that were skipped (``failed``) are kept too, as JSON, so the file says which of its inputs
-    it lacks. A result without features is refused: an empty index is of no use.
+    The videos that were skipped (``failed``) and padded (``padded``) are kept too, as JSON, so the file says
+    which of its inputs it lacks. A result without features is refused: an empty index is of no use.
     """
     path = Path(path)
     if path.suffix not in (".npz", ".safetensors"):
@@ -114,24 +123,24 @@ def save_features(result: EmbedResult, path: str | Path, *, model_name: str = ""
     if result.features.ndim != 2 or result.features.shape[0] == 0:
         raise ValueError(f"no features to write to {path} ({len(result.failed)} videos failed)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    failed = json.dumps(result.failed)
+    failed, padded = json.dumps(result.failed), json.dumps(result.padded)
     if path.suffix == ".npz":
         np.savez(path, features=result.features.numpy(), paths=np.array(result.paths), model=model_name,
-                 failed=failed)  # fmt: skip
+                 failed=failed, padded=padded)  # fmt: skip
     else:
         from safetensors.torch import save_file
 
-        meta = {"paths": json.dumps(result.paths), "model": model_name, "failed": failed}
+        meta = {"paths": json.dumps(result.paths), "model": model_name, "failed": failed, "padded": padded}
         save_file({"features": result.features.contiguous()}, str(path), metadata=meta)
     return path
 
 
 def load_features(path: str | Path) -> EmbedResult:
-    """Read a file written by :func:`save_features` (files from before ``failed`` was kept are read too)."""
+    """Read a file written by :func:`save_features` (files from before ``failed``/``padded`` were kept read too)."""
     path = Path(path)
     if path.suffix == ".npz":
         data = np.load(path)
-        meta = {key: str(data[key]) for key in ("model", "failed") if key in data.files}
+        meta = {key: str(data[key]) for key in ("model", "failed", "padded") if key in data.files}
         features, paths = torch.from_numpy(data["features"]), [str(p) for p in data["paths"]]
     else:
         from safetensors import safe_open
@@ -139,4 +148,5 @@ def load_features(path: str | Path) -> EmbedResult:
         with safe_open(str(path), framework="pt") as f:
             meta, features = f.metadata(), f.get_tensor("features")
         paths = json.loads(meta["paths"])
-    return EmbedResult(features, paths, failed=json.loads(meta.get("failed", "{}")), model=meta.get("model", ""))
+    return EmbedResult(features, paths, failed=json.loads(meta.get("failed", "{}")), model=meta.get("model", ""),
+                       padded=json.loads(meta.get("padded", "{}")))  # fmt: skip

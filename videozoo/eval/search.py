@@ -37,6 +37,7 @@ class SearchResults:
 
     hits: dict[str, list[SearchHit]]  # query path -> its hits, best first, in input order
     failed: dict[str, str] = field(default_factory=dict)  # query path -> why it could not be embedded
+    padded: dict[str, str] = field(default_factory=dict)  # query path -> note: searched, but mostly padding
 
 
 def search(
@@ -98,7 +99,7 @@ def search_videos(
     queries = embed_videos(model, videos, clips=clips, device=device, progress=progress)
     exclude = list(queries.paths) if exclude_self else None
     hits = search(queries.features, index, k=k, center=center, exclude=exclude)
-    return SearchResults(hits=dict(zip(queries.paths, hits)), failed=queries.failed)
+    return SearchResults(hits=dict(zip(queries.paths, hits)), failed=queries.failed, padded=queries.padded)
 
 
 def _norm(path: str | os.PathLike | None) -> str | None:

@@ -184,7 +184,8 @@ class VideoPrediction:
 
     ``scores``: averaged probabilities or logits ``(K,)`` (``average`` says which), ``None`` if the video could
     not be read (``error`` says why). ``top``: ``(class index, class name, probability)``, best first; with
-    logit averaging the probability is the softmax of the averaged logits.
+    logit averaging the probability is the softmax of the averaged logits. ``padded``: set when the video
+    supplies less than half of a clip's frames, so that its clips are mostly padding (it says how many).
     """
 
     path: str
@@ -193,12 +194,15 @@ class VideoPrediction:
     num_views: int = 0
     top: list[tuple[int, str, float]] = field(default_factory=list)
     error: str | None = None
+    padded: str | None = None
 
     def format(self) -> str:
         """Human-readable lines: the path, then one line per top class."""
         if self.error is not None:
             return f"{self.path}: cannot read ({self.error})"
         lines = [f"{self.path}  ({self.num_views} views, {self.average} averaged)"]
+        if self.padded:
+            lines[0] += f"  [mostly padding: {self.padded}]"
         lines += [f"  {rank}. {name:<30} {prob:7.2%}" for rank, (_, name, prob) in enumerate(self.top, 1)]
         return "\n".join(lines)
 
@@ -220,7 +224,7 @@ def predict_videos(
     """Top classes of a fine-tuned model for each video, in input order.
 
     A video that fails in any way (missing, unreadable, shorter than its header says) carries ``error`` and the
-    others go on. Class names come from
+    others go on; one whose clips are mostly padding carries ``padded``. Class names come from
     ``model.class_names`` (set by :func:`videozoo.load` from the saved config), else indices. Defaults: 10
     uniform clips × 3 crops (STiCA's test); see :data:`TEST_PROTOCOLS` for each paper's.
     """
@@ -242,8 +246,20 @@ def predict_videos(
         results.append(VideoPrediction(
             str(path), scores, average, views,
             [(i, names[i] if names else str(i), p) for p, i in zip(top.values.tolist(), top.indices.tolist())],
+            padded=_short_clip_note(model, path),
         ))  # fmt: skip
     return results
+
+
+def _short_clip_note(model: nn.Module, path: str | Path) -> str | None:
+    """Whether the video's clips for ``model`` are mostly padding (``None`` if not); the reader is cached."""
+    from videozoo.api import input_spec_of
+    from videozoo.data.decode import open_video
+    from videozoo.data.sampling import short_clip_note
+
+    spec, reader = input_spec_of(model), open_video(path)
+    return short_clip_note(len(reader), num_frames=spec.frames, stride=spec.stride, fps=spec.fps,
+                           native_fps=reader.fps)  # fmt: skip
 
 
 def evaluate_videos(
@@ -267,7 +283,8 @@ def evaluate_videos(
 
     With ``out_dir``: ``predictions.csv``, ``confusion_matrix.png`` and ``results.json`` are written there.
     Unreadable videos are listed under ``"failed"`` and left out of the accuracy (a published number counts
-    every test video: check ``num_failed``). From a dataset: ``paths=[s.path for s in ds.samples]``,
+    every test video: check ``num_failed``); videos whose clips are mostly padding are counted in
+    ``num_padded`` and listed under ``"padded"``. From a dataset: ``paths=[s.path for s in ds.samples]``,
     ``labels=ds.labels``, ``class_names=ds.classes``.
     """
     from videozoo.eval import metrics
@@ -289,6 +306,8 @@ def evaluate_videos(
         "model": getattr(model, "zoo_name", type(model).__name__),
         "num_failed": len(predictions) - len(kept),
         "failed": {p.path: p.error for p in predictions if p.error is not None},
+        "num_padded": sum(p.padded is not None for p in predictions),
+        "padded": {p.path: p.padded for p in predictions if p.padded is not None},
     }
     if out_dir is not None:
         out = Path(out_dir)

@@ -78,6 +78,10 @@ class VideoDataset(torch.utils.data.Dataset):
     DataLoader workers) and ``failed_paths`` (this process), and a random other video is returned instead;
     after ``max_retries`` failures in a row the error is raised.
 
+    Short videos: a video supplying less than half of a clip's frames is used, padded by the sampler's rule,
+    and noted in ``padded_paths`` (this process; path -> how many frames it supplies), so that a run can say
+    how much of its data was mostly padding.
+
     Args:
         samples: the videos.
         classes: class names; label ``i`` is ``classes[i]``.
@@ -125,6 +129,7 @@ class VideoDataset(torch.utils.data.Dataset):
         self.skip_bad, self.max_retries = skip_bad, max_retries
         self._failures = FailureCounter()
         self.failed_paths: dict[str, str] = {}  # this process's failures: path -> cause
+        self.padded_paths: dict[str, str] = {}  # this process's mostly padded videos: path -> note
 
     # -- bookkeeping ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -186,6 +191,7 @@ class VideoDataset(torch.utils.data.Dataset):
             indices = np.concatenate([self.sampler(len(reader), reader.fps, rng) for _ in range(draws)])  # (N, T)
         except ValueError as e:  # pad="error" on a short video, resampling without a frame rate
             raise VideoDecodeError(sample.path, f"clip sampling: {e}") from e
+        self._note_padding(sample.path, len(reader), reader.fps)
         try:
             with as_decode_error(sample.path):  # e.g. indices past the end of a file shorter than it claims
                 frames = reader.get_frames(indices.reshape(-1))  # (N*T, C, H, W)
@@ -222,6 +228,15 @@ class VideoDataset(torch.utils.data.Dataset):
         if self.audio_sample_rate:
             out["audio"] = _stack([self._audio(sample, i, reader.fps) for i in indices])
         return out
+
+    def _note_padding(self, path: str, num_video_frames: int, fps: float) -> None:
+        """Note ``path`` in ``padded_paths`` when its clips are mostly padding (samplers without the check: never)."""
+        if path in self.padded_paths or not hasattr(self.sampler, "short_clip_note"):
+            return
+        note = self.sampler.short_clip_note(num_video_frames, fps)
+        if note:
+            self.padded_paths[path] = note
+            log.info("short video %s: %s", path, note)
 
     def _flow(self, sample: VideoSample, indices: np.ndarray) -> list[torch.Tensor]:
         from videozoo.data.flow import read_flow_clip  # the store videozoo.data.flow writes
