@@ -64,22 +64,22 @@ def cmd_info(args: argparse.Namespace) -> int:
 @command
 def cmd_embed(args: argparse.Namespace) -> int:
     import videozoo
-    from videozoo.eval.features import embed_videos, save_features
+    from videozoo.eval.features import embed_videos, input_report, save_features
 
     model = videozoo.load(args.model, weights=args.weights, pretrained=not args.random_init)
+    # no readable video at all raises here, before any file is written
     result = embed_videos(model, args.videos, clips=args.clips, device=args.device, progress=not args.quiet)
-    out = save_features(result, args.out, model_name=args.model)
+    out = save_features(result, args.out, model_name=args.model)  # the skipped and padded videos go in it too
     print(f"wrote {result.features.shape[0]} x {result.features.shape[1]} features to {out}")
-    if result.failed:
-        print(f"{len(result.failed)} videos could not be read:", file=sys.stderr)
-        for path, why in result.failed.items():
-            print(f"  {path}: {why}", file=sys.stderr)
+    for line in input_report(result.failed, result.padded, total=len(args.videos), action="embedded"):
+        print(line, file=sys.stderr)
     return 0 if not result.failed else 1
 
 
 @command
 def cmd_predict(args: argparse.Namespace) -> int:
     import videozoo
+    from videozoo.eval.features import input_report
     from videozoo.eval.metrics import write_predictions_csv
     from videozoo.eval.video_predict import predict_videos
 
@@ -90,15 +90,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )  # fmt: skip
     for p in preds:
         print(p.format())
-    if args.csv:
+    ok = [p for p in preds if p.scores is not None]
+    if args.csv and ok:  # none readable: no CSV, rather than an empty one
         import torch
 
-        ok = [p for p in preds if p.scores is not None]
         scores = torch.stack([p.scores for p in ok])
         class_names = getattr(model, "class_names", None)
         write_predictions_csv(args.csv, paths=[p.path for p in ok], scores=scores, class_names=class_names,
                               topk=args.topk)  # fmt: skip
-    return 0 if all(p.error is None for p in preds) else 1
+    failed = {p.path: p.error for p in preds if p.error is not None}
+    padded = {p.path: p.padded for p in preds if p.padded is not None}
+    for line in input_report(failed, padded, total=len(preds), action="predicted"):
+        print(line, file=sys.stderr)
+    return 0 if not failed else 1
 
 
 @command
@@ -118,14 +122,16 @@ def cmd_finetune(args: argparse.Namespace) -> int:
               f"({result.metrics['description']})")  # fmt: skip
     for path, why in result.bad_videos.items():
         print(f"unreadable, replaced: {path}: {why}", file=sys.stderr)
+    if result.padded_videos:  # listed one by one in the warning line the run logged, and in results.json
+        print(f"{len(result.padded_videos)} videos were mostly padding (shorter than half a clip)", file=sys.stderr)
     print(f"model: {result.model_dir}")
-    return 0
+    return 0 if not result.bad_videos else 1
 
 
 @command
 def cmd_search(args: argparse.Namespace) -> int:
     import videozoo
-    from videozoo.eval.features import load_features
+    from videozoo.eval.features import input_report, load_features
     from videozoo.eval.search import search_videos
 
     index = load_features(args.index)
@@ -135,11 +141,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     model = videozoo.load(model_name, weights=args.weights)
     results = search_videos(model, args.queries, index, k=args.k, clips=args.clips, center=not args.no_center,
                             device=args.device)  # fmt: skip
-    for query, hits in results.items():
+    for query, hits in results.hits.items():
         print(query)
         for hit in hits:
             print(f"  {hit.rank:>3}. {hit.score:+.3f}  {hit.path}")
-    return 0
+    for line in input_report(results.failed, results.padded, total=len(args.queries), action="searched"):
+        print(line, file=sys.stderr)
+    if index.failed:  # the index cannot return what it never held
+        print(f"note: {len(index.failed)} videos were skipped when {args.index} was built", file=sys.stderr)
+    return 0 if not results.failed else 1
 
 
 # -- weights ------------------------------------------------------------------------------------
