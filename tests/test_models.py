@@ -102,6 +102,23 @@ def test_weights_of_another_architecture_are_refused(tmp_path) -> None:
         videozoo.load("mc3_18_tiny", weights=tmp_path / "r3d")
 
 
+@pytest.mark.parametrize("path", ["no_such_dir/", "./no_such_dir", "~/no_such_dir_videozoo", "no_such.safetensors",
+                                  "no_such.pth", "org/no_such"])
+def test_a_missing_path_is_reported_as_missing_not_as_a_model_name(path: str) -> None:
+    from videozoo.hub import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError, match=rf"the path '{path}' does not exist") as err:
+        videozoo.load(path)
+    assert isinstance(err.value, FileNotFoundError) and "Did you mean" not in str(err.value)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        videozoo.load("r3d_18_tiny", weights=path if path != "org/no_such" else "no_such/")
+
+
+def test_an_unknown_name_still_gets_suggestions() -> None:
+    with pytest.raises(registry.UnknownModelError, match="Did you mean 'coclr_s3d_k400_rgb'"):
+        videozoo.load("coclr_s3d_k40_rgb")
+
+
 def test_transforms_for_matches_the_input_spec(media) -> None:
     from videozoo.data import read_clip
 

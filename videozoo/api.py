@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,12 @@ def create_model(name: str, *, num_classes: int = 0, **kwargs: Any) -> nn.Module
 
 
 def load(
-    name: str,
+    name: str | Path,
     *,
     pretrained: bool = True,
     weights: str | Path | None = None,
     num_classes: int | None = None,
+    verify: str | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """A zoo model, with its weights.
@@ -46,18 +48,22 @@ def load(
             (``"org/name@revision"`` pins a revision), or an official checkpoint file to convert.
         num_classes: start a new classifier with this many outputs on top of the loaded backbone
             (``0`` drops any head). ``None`` keeps the head stored with the weights, if any.
+        verify: how weights with a ``config.json`` are checked against it: ``"sha256"`` (the
+            default, or ``$VIDEOZOO_VERIFY``) hashes the file, ``"size"`` only compares its size, for
+            huge files you trust. Published weights are always hashed against the registry.
 
     Raises:
         videozoo.registry.UnknownModelError: unknown name (the message suggests the nearest).
+        videozoo.hub.WeightsNotFoundError: ``name`` or ``weights`` is a path that does not exist
+            (also a ``FileNotFoundError``).
         videozoo.hub.WeightsUnavailableError: no published weights; the message says how to get them.
-        videozoo.hub.WeightsError: corrupt or mismatched weights (checksum, format, architecture).
+        videozoo.hub.WeightsError: corrupt or mismatched weights (checksum, size, format, architecture).
 
     Loaded models are returned in eval mode.
     """
     from videozoo import hub
 
-    if name not in registry.list_models(tiny=None) and Path(name).exists() and weights is None:
-        weights, name = name, _name_from_weights(Path(name))
+    name, weights = _name_and_weights(name, weights)
     entry = registry.get(name)
     if weights is None and not pretrained:
         return entry.build(num_classes=num_classes or 0, **kwargs)
@@ -65,9 +71,9 @@ def load(
         from videozoo.hub.converters import convert_if_official
 
         # An official .pth/.tar release converts on the fly; everything else is videozoo's own format.
-        loaded = convert_if_official(weights, entry) or hub.read_weights(weights)
+        loaded = convert_if_official(weights, entry) or hub.read_weights(weights, verify=verify)
     elif entry.weights is not None and entry.weights.published:
-        loaded = hub.download_registered(entry)
+        loaded = hub.download_registered(entry, verify=verify)
     else:
         raise hub.WeightsUnavailableError(_unavailable_message(entry))
 
@@ -153,6 +159,39 @@ def save_pretrained(model: nn.Module, directory: str | Path, **kwargs: Any) -> P
 
 
 # -- helpers ------------------------------------------------------------------------------------
+# Registry names never contain these, so a name that does is a path the user expected to exist.
+_PATH_SUFFIXES = (".safetensors", ".pth", ".pt", ".tar", ".ckpt")
+
+
+def _name_and_weights(name: str | Path, weights: str | Path | None) -> tuple[str, str | Path | None]:
+    """``load(name, weights=...)`` with a path given as ``name`` turned into the weights it stands for."""
+    from videozoo.hub import WeightsNotFoundError, parse_repo_id
+
+    if isinstance(name, str) and (name in registry.list_models(tiny=None) or not name):
+        return name, weights
+    path = Path(name).expanduser()
+    if path.exists():
+        if weights is not None:
+            raise ValueError(f"{name} is a path and weights={weights!r} too: pass the path alone, or a model name "
+                             "with weights=...")
+        return _name_from_weights(path), str(name)
+    if isinstance(name, str) and not _looks_like_path(name):
+        return name, weights  # an unknown model name: registry.get suggests the nearest
+    hint = ""
+    if isinstance(name, str) and parse_repo_id(name):
+        hint = f" To load a Hub repo, name the model and pass the repo: videozoo.load(NAME, weights={name!r})."
+    where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+    raise WeightsNotFoundError(
+        f"the path {str(name)!r} does not exist{where}: videozoo.load takes a registered model name "
+        f"(videozoo.list_models()) or a directory written by videozoo.save_pretrained.{hint}"
+    )
+
+
+def _looks_like_path(name: str) -> bool:
+    separators = tuple(sep for sep in (os.sep, os.altsep, "/") if sep)
+    return any(sep in name for sep in separators) or name.startswith((".", "~")) or name.endswith(_PATH_SUFFIXES)
+
+
 def _name_from_weights(path: Path) -> str:
     config_path = path / "config.json" if path.is_dir() else path.with_name("config.json")
     if not config_path.is_file():
