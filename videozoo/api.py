@@ -45,7 +45,8 @@ def load(
             initialised, like :func:`create_model`.
         weights: load these weights instead of the registered ones: a directory written by
             :func:`save_pretrained`, a ``.safetensors`` file, a Hugging Face repo id ``"org/name"``
-            (``"org/name@revision"`` pins a revision), or an official checkpoint file to convert.
+            (``"org/name@revision"`` pins a revision), an official checkpoint file to convert, or a
+            ``torch.save`` of a plain state dict of the same architecture (torchvision's, for instance).
         num_classes: start a new classifier with this many outputs on top of the loaded backbone
             (``0`` drops any head). ``None`` keeps the head stored with the weights, if any.
         verify: how weights with a ``config.json`` are checked against it: ``"sha256"`` (the
@@ -68,10 +69,10 @@ def load(
     if weights is None and not pretrained:
         return entry.build(num_classes=num_classes or 0, **kwargs)
     if weights is not None:
-        from videozoo.hub.converters import convert_if_official
+        from videozoo.hub.converters import read_torch_weights
 
-        # An official .pth/.tar release converts on the fly; everything else is videozoo's own format.
-        loaded = convert_if_official(weights, entry) or hub.read_weights(weights, verify=verify)
+        # A .pth/.tar is an official release (converted on the fly) or a plain state dict; else videozoo's format.
+        loaded = read_torch_weights(weights, entry) or hub.read_weights(weights, verify=verify)
     elif entry.weights is not None and entry.weights.published:
         loaded = hub.download_registered(entry, verify=verify)
     else:
@@ -81,7 +82,7 @@ def load(
     hub.check_architecture(loaded, entry)
     stored_classes = int(config.get("num_classes", _head_width(loaded.state_dict)))
     model = entry.build(**{**config.get("builder_config", {}), **kwargs, "num_classes": stored_classes})
-    hub.load_state_dict_strict(model, loaded.state_dict)
+    _load_into(model, loaded)
     model.class_names = config.get("class_names")
     spec = hub.input_spec_from_config(config)
     if spec is not None and spec != entry.input_spec:  # trained at another clip length or size (finetune input_spec=)
@@ -190,6 +191,21 @@ def _name_and_weights(name: str | Path, weights: str | Path | None) -> tuple[str
 def _looks_like_path(name: str) -> bool:
     separators = tuple(sep for sep in (os.sep, os.altsep, "/") if sep)
     return any(sep in name for sep in separators) or name.startswith((".", "~")) or name.endswith(_PATH_SUFFIXES)
+
+
+def _load_into(model: nn.Module, loaded: Any) -> None:
+    """Strict loading; for a plain state dict (no config.json) the error also names the file."""
+    from videozoo import hub
+
+    try:
+        hub.load_state_dict_strict(model, loaded.state_dict)
+    except hub.WeightsFormatError as err:
+        if loaded.config is not None:
+            raise
+        raise hub.WeightsFormatError(
+            f"{loaded.path} holds a plain state dict, which must have exactly the keys and shapes of "
+            f"{model.zoo_name} (was it saved from another architecture?); {err}"
+        ) from None
 
 
 def _name_from_weights(path: Path) -> str:
