@@ -234,17 +234,24 @@ def _unavailable_message(entry: ModelEntry) -> str:
 
 
 def hub_entrypoints() -> dict[str, Any]:
-    """One ``torch.hub`` entrypoint per model of ``list_models()``, named after it (used by hubconf.py)."""
+    """One ``torch.hub`` entrypoint per model of ``list_models()``, named after it (used by hubconf.py).
+
+    ``pretrained`` defaults to True for pretrained models and to False for bare architectures, as in
+    torchvision: ``torch.hub.load(repo, "r3d_18")`` is a randomly initialised R3D-18, while
+    ``pretrained=True`` on a bare architecture still raises, saying it has no weights.
+    """
 
     def make(entry: ModelEntry):
-        def entrypoint(*, pretrained: bool = True, **kwargs: Any) -> nn.Module:
+        default = entry.kind == "pretrained"
+
+        def entrypoint(*, pretrained: bool = default, **kwargs: Any) -> nn.Module:
             return load(entry.name, pretrained=pretrained, **kwargs)
 
         entrypoint.__name__ = entry.name
         entrypoint.__doc__ = (
             f"{entry.description}.\n\nInput: {entry.input_spec.describe()}. Paper: {entry.paper or '-'}.\n"
-            f"Weights: {entry.weights.status if entry.weights else 'architecture only'}. "
-            "Keyword arguments are those of videozoo.load()."
+            f"Weights: {entry.weights.status if entry.weights else 'architecture only'} "
+            f"(pretrained={default} by default). Keyword arguments are those of videozoo.load()."
         )
         return entrypoint
 
