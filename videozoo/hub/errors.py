@@ -13,6 +13,7 @@ __all__ = [
     "WeightsDownloadError",
     "WeightsError",
     "WeightsFormatError",
+    "WeightsNotFoundError",
     "WeightsUnavailableError",
 ]
 
@@ -25,8 +26,15 @@ class WeightsFormatError(WeightsError):
     """A file is missing, truncated or not safetensors, or a state dict does not fit the model."""
 
 
+class WeightsNotFoundError(WeightsFormatError, FileNotFoundError):
+    """A local weights path does not exist.
+
+    Also a ``FileNotFoundError``, so code that handles missing files the usual way catches it too.
+    """
+
+
 class ChecksumError(WeightsError):
-    """A file's sha256 differs from the one it was published with (the message gives both)."""
+    """A file's sha256 or size differs from the one it was published or saved with (the message gives both)."""
 
     def __init__(self, message: str, *, expected: str | None = None, actual: str | None = None) -> None:
         super().__init__(message)
