@@ -191,7 +191,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from videozoo.demo import run_demo
 
-    return run_demo(out_dir=Path(args.out), device=args.device)
+    return run_demo(out_dir=Path(args.out), device=args.device, seed=args.seed)
 
 
 # -- argument parsing ---------------------------------------------------------------------------
@@ -295,9 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("flow", help="extract optical flow (TV-L1 or RAFT) from a folder of videos; resumable")
     _add_flow_arguments(p)
 
-    p = sub.add_parser("demo", help="list the zoo, generate a clip and embed it: needs no download")
-    p.add_argument("--out", default="videozoo-demo")
+    p = sub.add_parser("demo", help="retrieval by motion, packaged tiny CoCLR weights vs random init: no download")
+    p.add_argument("--out", default="videozoo-demo", help="folder for the videos, retrieval.png and results.json")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=None, help="draws the videos and the random init (default 1)")
     return parser
 
 

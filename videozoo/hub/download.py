@@ -78,18 +78,44 @@ def download_registered(entry: ModelEntry, *, force_download: bool = False, cach
     pinned ``entry.weights.revision`` and checks the file against ``entry.weights.sha256``, always
     (``verify`` only concerns the check against ``config.json``, see :func:`read_weights`).
     ``cache_dir`` and ``endpoint`` default to the Hugging Face settings (``HF_HUB_CACHE``,
-    ``HF_ENDPOINT``); ``force_download`` refetches a cached file.
+    ``HF_ENDPOINT``); ``force_download`` refetches a cached file. Weights packaged inside videozoo
+    (``entry.weights.package``) are read in place, checked against the same sha256.
     """
     weights = entry.weights
     if weights is None or not weights.published:
         how = weights.how_to_get if weights else ""
         raise WeightsUnavailableError(f"{entry.name} has no published weights. {how}".strip())
     if not weights.sha256:
-        raise WeightsError(f"registry entry {entry.name} publishes {weights.repo_id} without a sha256; videozoo "
-                           "does not load unverified weights (add the sha256 printed by `sha256sum` to the registry)")
+        raise WeightsError(f"registry entry {entry.name} publishes {weights.repo_id or weights.package} without a "
+                           "sha256; videozoo does not load unverified weights (add the sha256 printed by `sha256sum` "
+                           "to the registry)")
+    if weights.package is not None:
+        return read_packaged(weights.package, filename=weights.filename, expected_sha256=weights.sha256)
     return fetch(weights.repo_id, revision=weights.revision, filename=weights.filename,
                  expected_sha256=weights.sha256, force_download=force_download, cache_dir=cache_dir, endpoint=endpoint,
                  verify=verify)
+
+
+def read_packaged(folder: str, *, filename: str = WEIGHTS_NAME, expected_sha256: str) -> LoadedWeights:
+    """Read weights shipped in the installed package (``videozoo/<folder>/``), verified like a download."""
+    from importlib.resources import files
+
+    # an installed package is a directory on disk (wheels are unpacked); a zipped one would need copying out first
+    directory = Path(str(files("videozoo").joinpath(folder)))
+    hint = (f"\nThese weights ship inside the videozoo package ({directory}); the installation is damaged or "
+            "incomplete: reinstall videozoo (`pip install --force-reinstall videozoo`; in a checkout, "
+            "`git checkout videozoo/assets`).")
+    file = directory / filename
+    try:
+        if not file.is_file():
+            raise WeightsFormatError(f"{file} is missing")
+        header = check_safetensors(file)
+    except WeightsFormatError as err:
+        raise WeightsFormatError(f"{err}{hint}") from None
+    sha = verify_sha256(file, expected_sha256, hint=hint)
+    config = read_config(directory / CONFIG_NAME, weights_file=filename)
+    return LoadedWeights(state_dict=load_safetensors(file), config=config, path=file,
+                         metadata=dict(header.get("__metadata__") or {}), sha256=sha)
 
 
 def fetch(repo_id: str, *, revision: str | None, filename: str = WEIGHTS_NAME, expected_sha256: str | None = None,
