@@ -112,8 +112,8 @@ def read_packaged(folder: str, *, filename: str = WEIGHTS_NAME, expected_sha256:
         header = check_safetensors(file)
     except WeightsFormatError as err:
         raise WeightsFormatError(f"{err}{hint}") from None
-    sha = verify_sha256(file, expected_sha256, hint=hint)
     config = read_config(directory / CONFIG_NAME, weights_file=filename)
+    sha = verify_file(file, config=config, expected_sha256=expected_sha256, hint=hint)  # always hashed: a pin
     return LoadedWeights(state_dict=load_safetensors(file), config=config, path=file,
                          metadata=dict(header.get("__metadata__") or {}), sha256=sha)
 
