@@ -10,7 +10,7 @@ from videozoo import registry
 HEADER = """# Model zoo
 
 Generated from `videozoo/registry.py` by `python -m videozoo.docs`; do not edit by hand.
-Every name here works with `videozoo.load(NAME)`, `torch.hub.load("<org>/videozoo", NAME)` and
+Every name here works with `videozoo.load(NAME)`, `torch.hub.load(CHECKOUT, NAME, source="local")` and
 `videozoo info NAME`. Status says where the weights come from today: *published on the Hub*,
 *packaged with videozoo* (inside the installed package, no download), *convert from the official file*
 (`videozoo convert`, see [converting.md](converting.md)), or *reproduce with the recipe* (`recipes/`,
