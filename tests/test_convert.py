@@ -287,7 +287,9 @@ def test_stica_checkpoint_gives_the_official_pooled_embedding(official: dict[str
     out = convert(official["stica"], to="stica_r2plus1d_k400", out=tmp_path / "stica")
     model = videozoo.load("stica_r2plus1d_k400", weights=str(out))
     heads = load_heads(out)
-    assert heads["pooling"].depth == 2 and heads["pooling"].time_steps == 4
+    # no args in main_stica.py's file: attend over the map's own T (4 here, as --transformer_time_dim 4 for 30 frames)
+    assert heads["pooling"].depth == 2 and heads["pooling"].time_steps is None
+    assert heads["pooling"].transformer[0].mha.heads == 4
     video, audio = official_input(ref["video_input_shape"]), official_input(ref["audio_input_shape"])
     with torch.no_grad():
         pooled = heads["pooling"](model.forward_features(video))
@@ -297,6 +299,26 @@ def test_stica_checkpoint_gives_the_official_pooled_embedding(official: dict[str
     config = json.loads((out / "config.json").read_text())
     assert config["metrics"] == []  # a training checkpoint, not a release: the paper's numbers are not its own
     assert config["converted_from"]["module_prefix"] is True
+    assert config["converted_from"]["pooling"]["time_steps_from"].startswith("the map's own steps")
+
+
+@pytest.mark.parametrize(("num_sec", "time_dim", "heads"), [(1, 4, 4), (2, 8, 8)])
+def test_stica_pooling_shape_read_from_saved_args(tmp_path: Path, num_sec: int, time_dim: int, heads: int) -> None:
+    """A 2-second model (--num_sec 2 --transformer_time_dim 8) keeps its 8 steps: nothing assumes 4 (issue 15)."""
+    checkpoint = stica_checkpoint(filled=False)
+    checkpoint["args"] = argparse.Namespace(num_sec=num_sec, transformer_time_dim=time_dim, num_head=heads)
+    converted = convert_checkpoint(save_legacy(checkpoint, tmp_path / "c.pth.tar"), to="stica_r2plus1d_k400")
+    pooling = converted.heads["pooling"].config
+    assert (pooling["time_steps"], pooling["heads"], pooling["depth"], pooling["dim"]) == (time_dim, heads, 2, 512)
+    assert converted.info["pooling"]["time_steps_from"] == "args.transformer_time_dim"
+    assert converted.info["pooling"]["heads_from"] == "args.num_head"
+
+
+def test_stica_args_whose_reshape_mixed_samples_are_refused(tmp_path: Path) -> None:
+    checkpoint = stica_checkpoint(filled=False)
+    checkpoint["args"] = argparse.Namespace(num_sec=2, transformer_time_dim=4, num_head=4)  # main_stica.py default 4
+    with pytest.raises(ConversionError, match="transformer_time_dim 8"):
+        convert_checkpoint(save_legacy(checkpoint, tmp_path / "c.pth.tar"), to="stica_r2plus1d_k400")
 
 
 @pytest.mark.parametrize("arch", ["c3d", "r21d"])  # r3d (64 M parameters) was verified once, see the fixture
