@@ -249,6 +249,17 @@ def test_infonce_release_converts_with_its_own_buffers(tmp_path: Path) -> None:
         "encoder_q.0.block1-5.* (462 tensors)", "encoder_k.* (928 tensors)", "queue, queue_ptr (2 tensors)",
         "top-level 'best_acc'", "top-level 'optimizer'", "top-level 'iteration'"}
     assert converted.info["epoch"] == 182
+    queue = variant_shapes("coclr", "infonce")["queue"]  # (dim, K): read, not assumed
+    assert (converted.info["dim"], converted.info["queue_size"]) == tuple(queue) == (128, 2048)
+
+
+def test_s3dg_coclr_checkpoint_is_refused(tmp_path: Path) -> None:
+    def gated(state):
+        state["encoder_q.0.Mixed_3b.gating_b0.fc.weight"] = torch.zeros(64, 64, 1, 1, 1)
+
+    path = save_legacy(coclr_checkpoint("infonce", filled=False, edit=gated), tmp_path / "s3dg.pth.tar")
+    with pytest.raises(ConversionError, match="S3D-G"):
+        convert_checkpoint(path, to="infonce_s3d_ucf101_rgb")
 
 
 def test_gdt_release_gives_the_official_features_and_embeddings(official: dict[str, Path], tmp_path: Path) -> None:
@@ -328,6 +339,7 @@ def test_cacl_checkpoint_gives_the_official_features_and_heads(arch: str, tmp_pa
     path = torch.save(cacl_checkpoint(arch), tmp_path / "model_300.pt") or tmp_path / "model_300.pt"
     converted = convert_checkpoint(path, to=f"cacl_{arch}_ucf101")
     assert (converted.format, converted.arch) == ("cacl", arch)
+    assert (converted.info["dim"], converted.info["queue_size"]) == (128, 6400)  # from the `queue` buffer
     model = videozoo.create_model(f"cacl_{arch}_ucf101").eval()
     model.load_state_dict(converted.state_dict)
     heads = {k: h.build() for k, h in converted.heads.items()}
