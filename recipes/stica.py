@@ -61,8 +61,8 @@ class Config:
     synthetic: Synthetic = field(default_factory=Synthetic)  # the smoke run's data, with motion-following audio
     backbone: str = "r2plus1d_18"  # any registered video backbone with a (B, D, T, H, W) pre-pool map
     audio_backbone: str = "resnet9_audio"
-    frames: int = sourced(60, "paper: 2 s clips; GDT README.md:48 STiCA K400, 60 frames (scripts/pretrain_stica.sh:"
-                          "42 defaults to 30)")  # clip length: 2 s at 30 fps (T=8 in the pre-pool map)
+    frames: int = sourced(60, E_G + "paper: 2 s clips; GDT README.md:48 STiCA K400, 60 frames "
+                          "(scripts/pretrain_stica.sh:42 defaults to 30)")  # clip length: 2 s at 30 fps (T=8)
     fps: float | None = sourced(30.0, "GDT scripts/pretrain_stica.sh:104 TARGET_FPS=30")  # None: native frames
     stride: int = sourced(1, "GDT scripts/pretrain_stica.sh:105 SAMPLE_RATE=1")
     decode_size: int | None = 160  # short side while decoding (the official max jitter scale)

@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as nnF
 from einops import rearrange
 
-from videozoo.data.transforms import CoCLRViews, MapSamples, MultiView, PairedTransform, VideoTrain, preset
+from videozoo.data.transforms import (
+    BatchedVideoAugment,
+    CoCLRViews,
+    MapSamples,
+    MultiView,
+    PairedTransform,
+    VideoTrain,
+    preset,
+)
 from videozoo.data.transforms import functional as VF
 from videozoo.data.transforms.train import sample_box
 from videozoo.methods.feature_crop import sample_offsets
@@ -200,6 +208,17 @@ def test_no_antialias_is_plain_bilinear_interpolation() -> None:
     smooth = VideoTrain(crop_size=10, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grey_p=0.0,
                         blur_p=0.0, mean=0.0, std=1.0)(clip)  # fmt: skip
     assert not torch.allclose(smooth, t(clip), atol=1e-3)  # antialiased: another filter
+
+
+def test_batched_path_bgr_grey_and_unsupported_switches() -> None:
+    x = torch.rand(2, 3, 2, 4, 4)
+    t = VideoTrain(crop_size=4, grey_weights="bgr")
+    grey = BatchedVideoAugment(t)._grey_op(x, {"grey": torch.tensor([True, False]), "grey_channel": torch.zeros(2)})
+    expected = VF.grey(rearrange(x[0], "c t h w -> t c h w"), weights="bgr")
+    torch.testing.assert_close(grey[0], rearrange(expected, "t c h w -> c t h w"))
+    assert torch.equal(grey[1], x[1])
+    with pytest.raises(ValueError, match="normalise_first, blur_fixed_xy"):
+        BatchedVideoAugment(preset("stica_released"))
 
 
 def test_released_stica_preset_and_multiview() -> None:

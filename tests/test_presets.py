@@ -74,7 +74,7 @@ def test_released_presets_hold_the_official_switches() -> None:
 
 def test_values_in_no_official_file_say_so() -> None:
     module = MODULES["stica"]
-    for preset, keys in (("k400", ("large_crops", "small_crops", "large_tcrops", "small_tcrops")),
+    for preset, keys in (("k400", ("large_crops", "small_crops", "large_tcrops", "small_tcrops", "frames")),
                          ("gdt_k400", ("lr",))):  # fmt: skip
         rows = provenance(module.Config, module.PRESETS, preset)
         for key in keys:
