@@ -9,12 +9,13 @@ import functools
 import json
 import os
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from videozoo import registry
 from videozoo.registry import InputSpec, ModelEntry
+
+if TYPE_CHECKING:  # annotations only: `videozoo info` describes a model without importing torch
+    from torch import nn
 
 __all__ = ["create_model", "load", "model_info", "save_pretrained", "transforms_for"]
 

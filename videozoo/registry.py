@@ -15,9 +15,10 @@ import fnmatch
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from torch import nn
+if TYPE_CHECKING:  # the registry is read without torch: `videozoo list` and `info` answer before torch could load
+    from torch import nn
 
 __all__ = [
     "InputSpec",
