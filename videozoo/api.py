@@ -77,7 +77,7 @@ def load(
     elif entry.weights is not None and entry.weights.published:
         loaded = hub.download_registered(entry, verify=verify)
     else:
-        raise hub.WeightsUnavailableError(_unavailable_message(entry))
+        raise hub.WeightsUnavailableError(_unavailable_message(entry), model=entry.name)
 
     config = loaded.config or {}
     hub.check_architecture(loaded, entry)
@@ -185,7 +185,8 @@ def _name_and_weights(name: str | Path, weights: str | Path | None) -> tuple[str
     where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
     raise WeightsNotFoundError(
         f"the path {str(name)!r} does not exist{where}: videozoo.load takes a registered model name "
-        f"(videozoo.list_models()) or a directory written by videozoo.save_pretrained.{hint}"
+        f"(videozoo.list_models()) or a directory written by videozoo.save_pretrained.{hint}",
+        path=str(name),
     )
 
 

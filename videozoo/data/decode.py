@@ -72,6 +72,14 @@ class VideoDecodeError(RuntimeError):
         return super().__reduce__()
 
 
+class NoReadableVideoError(RuntimeError):
+    """Not one of the videos given could be read: the inputs are wrong, not one damaged file among good ones.
+
+    Raised by the functions that read many videos and skip the bad ones (embedding, searching, testing), where
+    skipping every one would leave nothing to return.
+    """
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What a probe learns about a file. ``width``/``height`` are as displayed (after rotation)."""

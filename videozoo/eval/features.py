@@ -44,11 +44,12 @@ def embed_videos(
     Clip length, frame stride / fps and preprocessing come from the model's input spec. A video that
     fails in any way (missing, not a video, shorter than its header says, ...) is reported in ``failed``
     and skipped; the others go on. A video supplying less than half of a clip's frames is embedded from
-    looped frames and noted in ``padded``. Raises ``ValueError`` without videos and ``RuntimeError``
-    when none could be read, rather than return an empty result.
+    looped frames and noted in ``padded``. Raises ``ValueError`` without videos and
+    :class:`~videozoo.data.decode.NoReadableVideoError` (a ``RuntimeError``) when none could be read, rather than
+    return an empty result.
     """
     from videozoo.api import input_spec_of, transforms_for
-    from videozoo.data.decode import VideoDecodeError, as_decode_error
+    from videozoo.data.decode import NoReadableVideoError, VideoDecodeError, as_decode_error
     from videozoo.eval.retrieval import clip_features
 
     spec = input_spec_of(model)
@@ -73,7 +74,7 @@ def embed_videos(
         rows.append(clip_features(model, batch.to(device)).float().mean(dim=0).cpu())  # pooled, head skipped
         paths.append(str(path))
     if not rows:
-        raise RuntimeError(f"none of the {len(failed)} videos could be read: {describe_failures(failed)}")
+        raise NoReadableVideoError(f"none of the {len(failed)} videos could be read: {describe_failures(failed)}")
     return EmbedResult(features=torch.stack(rows), paths=paths, failed=failed, padded=padded)
 
 

@@ -92,7 +92,7 @@ def search_videos(
 
     Use the ``clips`` the index was built with. ``exclude_self`` drops a query's own file from its results.
     A query that cannot be read is skipped and listed in ``failed`` (the others are searched); none readable
-    raises ``RuntimeError``, as :func:`~videozoo.eval.features.embed_videos` does.
+    raises :class:`~videozoo.data.decode.NoReadableVideoError`, as :func:`~videozoo.eval.features.embed_videos` does.
     """
     from videozoo.eval.features import embed_videos
 

@@ -285,8 +285,10 @@ def evaluate_videos(
     Unreadable videos are listed under ``"failed"`` and left out of the accuracy (a published number counts
     every test video: check ``num_failed``); videos whose clips are mostly padding are counted in
     ``num_padded`` and listed under ``"padded"``. From a dataset: ``paths=[s.path for s in ds.samples]``,
-    ``labels=ds.labels``, ``class_names=ds.classes``.
+    ``labels=ds.labels``, ``class_names=ds.classes``. Not one readable video raises
+    :class:`~videozoo.data.decode.NoReadableVideoError`.
     """
+    from videozoo.data.decode import NoReadableVideoError
     from videozoo.eval import metrics
 
     if len(paths) != len(labels):
@@ -296,7 +298,7 @@ def evaluate_videos(
                                  progress=progress)
     kept = [(p, y) for p, y in zip(predictions, labels) if p.scores is not None]
     if not kept:
-        raise RuntimeError(f"none of the {len(paths)} videos could be read")
+        raise NoReadableVideoError(f"none of the {len(paths)} videos could be read")
     scores = torch.stack([p.scores for p, _ in kept])  # (N, K)
     truth = [int(y) for _, y in kept]
     names = list(class_names) if class_names is not None else getattr(model, "class_names", None)

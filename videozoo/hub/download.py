@@ -84,7 +84,7 @@ def download_registered(entry: ModelEntry, *, force_download: bool = False, cach
     weights = entry.weights
     if weights is None or not weights.published:
         how = weights.how_to_get if weights else ""
-        raise WeightsUnavailableError(f"{entry.name} has no published weights. {how}".strip())
+        raise WeightsUnavailableError(f"{entry.name} has no published weights. {how}".strip(), model=entry.name)
     if not weights.sha256:
         raise WeightsError(f"registry entry {entry.name} publishes {weights.repo_id or weights.package} without a "
                            "sha256; videozoo does not load unverified weights (add the sha256 printed by `sha256sum` "

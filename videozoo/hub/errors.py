@@ -29,8 +29,13 @@ class WeightsFormatError(WeightsError):
 class WeightsNotFoundError(WeightsFormatError, FileNotFoundError):
     """A local weights path does not exist.
 
-    Also a ``FileNotFoundError``, so code that handles missing files the usual way catches it too.
+    Also a ``FileNotFoundError``, so code that handles missing files the usual way catches it too. ``path`` is set
+    where the message words its advice as Python calls, so that the ``videozoo`` command can word its own.
     """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ChecksumError(WeightsError):
@@ -47,7 +52,15 @@ class ArchitectureMismatchError(WeightsError):
 
 
 class WeightsUnavailableError(WeightsError):
-    """A registered model has no published weights (raised by :func:`videozoo.load`)."""
+    """A registered model has no published weights (raised by :func:`videozoo.load`).
+
+    ``model`` names the registry entry, so that a caller other than Python (the ``videozoo`` command) can say
+    how to get the weights in its own terms; the message says it in Python's.
+    """
+
+    def __init__(self, message: str, *, model: str | None = None) -> None:
+        super().__init__(message)
+        self.model = model
 
 
 class WeightsDownloadError(WeightsError):
