@@ -57,6 +57,42 @@ VIDEO_EXTENSIONS = (
 )  # fmt: skip
 BACKENDS = ("auto", "decord", "pyav")
 _PROBE_PACKETS = 512  # give up looking for a first decodable frame after this many packets
+FFMPEG_LOGS_ENV = "VIDEOZOO_FFMPEG_LOGS"  # "1": let FFmpeg's own log lines through (`videozoo ... --verbose`)
+
+
+def show_ffmpeg_logs(show: bool) -> None:
+    """Whether FFmpeg's own log lines (``[h264 @ 0x…] error while decoding MB …``) reach the terminal.
+
+    PyAV and decord each carry an FFmpeg that logs every damaged packet. A damaged file already reaches the
+    caller as a :class:`VideoDecodeError`, or as clips from its intact part, so the lines only bury a program's
+    output. Shown, PyAV's go through Python's logging (``libav.*`` loggers, warnings and up) and decord's
+    straight to stderr (errors). Off by default: see :func:`_ffmpeg_logs_from_env`.
+    """
+    av.logging.set_level(av.logging.WARNING if show else None)
+    _set_decord_logs(show)
+
+
+def _set_decord_logs(show: bool) -> None:
+    try:
+        import decord
+    except ImportError:  # no decord on this platform: PyAV decodes everything
+        return
+    decord.logging.set_level(decord.logging.ERROR if show else decord.logging.QUIET)
+
+
+def _ffmpeg_logs_from_env() -> None:
+    """At import, before any reader opens: FFmpeg's log lines off unless ``VIDEOZOO_FFMPEG_LOGS=1``.
+
+    Only decord needs silencing (its FFmpeg logs errors unless told otherwise); PyAV logs nothing unless asked,
+    and keeps any level its user set. The variable reaches DataLoader workers, which import this module afresh.
+    """
+    if os.environ.get(FFMPEG_LOGS_ENV, "") not in ("", "0"):
+        show_ffmpeg_logs(True)
+    else:
+        _set_decord_logs(False)
+
+
+_ffmpeg_logs_from_env()
 
 
 class VideoDecodeError(RuntimeError):
