@@ -328,15 +328,15 @@ def add_flow_arguments(parser) -> None:
     parser.add_argument("--jpeg-quality", type=int, default=95)
     parser.add_argument("--device", default="cpu", help="RAFT's device, e.g. cuda")
     parser.add_argument("--raft-weights", default=None, help="RAFT state dict file (random weights otherwise)")
-    parser.add_argument("--no-progress", action="store_true")
 
 
 def run_flow_command(args) -> int:
-    """Run ``videozoo flow`` from parsed arguments; exit status 1 when some videos failed (listed on stderr)."""
+    """Run ``videozoo flow`` from parsed arguments (``quiet``: the CLI's no-progress flag); exit status 1 when some
+    videos failed (listed on stderr)."""
     import sys
 
     summary = extract_flow_folder(args.src, args.dst, method=args.method, workers=args.workers, size=args.size,
-                                  progress=not args.no_progress, jpeg_quality=args.jpeg_quality, device=args.device,
+                                  progress=not args.quiet, jpeg_quality=args.jpeg_quality, device=args.device,
                                   raft_weights=args.raft_weights)
     print(summary)
     for video, error in summary.failed.items():
