@@ -56,6 +56,16 @@ def test_some_inputs_failed_is_1(tmp_path: Path, capsys) -> None:
     assert (tmp_path / "flow" / "good" / ".done").is_file()  # the good one was done all the same
 
 
+@pytest.mark.parametrize("only", ["bad.mp4", "no video"], ids=["unreadable", "empty-folder"])
+def test_flow_with_nothing_readable_is_2(only: str, tmp_path: Path, capsys) -> None:
+    src = tmp_path / "videos"
+    src.mkdir()
+    if only == "bad.mp4":
+        (src / only).write_text("not a video")
+    assert main(["flow", str(src), str(tmp_path / "flow"), "--workers", "1", "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"videozoo flow: error: no flow from {src}: ")
+
+
 @pytest.mark.parametrize(
     ("error", "status"),
     [

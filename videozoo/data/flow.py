@@ -32,7 +32,7 @@ import torch
 from einops import rearrange
 from tqdm.auto import tqdm
 
-from videozoo.data.decode import is_video_file, open_video
+from videozoo.data.decode import VIDEO_EXTENSIONS, is_video_file, open_video
 
 FLOW_BOUND = 20.0  # px; CoCLR clips flow to ±20 before quantising
 DONE = ".done"
@@ -332,8 +332,11 @@ def add_flow_arguments(parser) -> None:
 
 def run_flow_command(args) -> int:
     """Run ``videozoo flow`` from parsed arguments (``quiet``: the CLI's no-progress flag); exit status 1 when some
-    videos failed (listed on stderr)."""
+    videos failed (listed on stderr). A run with no flow to show, now or from before (every video failed, or none
+    was found), raises :class:`~videozoo.data.decode.NoReadableVideoError`: the input is wrong, not one file."""
     import sys
+
+    from videozoo.data.decode import NoReadableVideoError
 
     summary = extract_flow_folder(args.src, args.dst, method=args.method, workers=args.workers, size=args.size,
                                   progress=not args.quiet, jpeg_quality=args.jpeg_quality, device=args.device,
@@ -341,4 +344,8 @@ def run_flow_command(args) -> int:
     print(summary)
     for video, error in summary.failed.items():
         print(f"failed: {video}: {error}", file=sys.stderr)
+    if not (summary.done or summary.skipped):
+        why = "no video could be read (listed above)" if summary.failed else \
+            f"it holds no video file ({', '.join(VIDEO_EXTENSIONS)})"  # fmt: skip
+        raise NoReadableVideoError(f"no flow from {args.src}: {why}")
     return 1 if summary.failed else 0
