@@ -5,7 +5,12 @@ Han, Xie, Zisserman. Self-supervised Co-training for Video Representation Learni
     python recipes/coclr.py --preset smoke                       # CPU, a few minutes, synthetic clips, no download
     python recipes/coclr.py --preset ucf101 --data UCF101/ --annotations ucfTrainTestlist/ --flow UCF101_flow/
     torchrun --nproc_per_node=2 recipes/coclr.py --preset ucf101 --data ... --amp bf16   # the official 2 x 32 clips
+    python recipes/coclr.py --preset ucf101_released ...          # the official code's data pipeline
     python recipes/coclr.py --help                               # every key, its default, the presets
+    python recipes/coclr.py --preset ucf101_released --print-config   # the resolved configuration, as JSON
+
+Presets: ``ucf101`` and ``k400`` follow the paper, ``*_released`` the official code (TengdaHan/CoCLR); every value
+and its source: docs/methods/presets.md.
 
 Stages, top to bottom: 1 config → 2 data → 3 model → 4 InfoNCE on RGB and on flow → 5 CoCLR cycles (RGB mining
 from flow, then flow mining from RGB) → 6 retrieval R@1 against the random initialisation (``--evaluate``) →
@@ -19,7 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -30,14 +35,14 @@ from einops import rearrange
 
 import videozoo
 from videozoo.data import UCF101, Kinetics400, PairedTransform, UniformClipSampler, VideoEval, extract_flow_folder
-from videozoo.data import preset as augmentation
-from videozoo.data.synthetic import make_synthetic_dataset
-from videozoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from videozoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, CoCLRViews, MapSamples
 from videozoo.distributed import init_from_env, is_main_process
 from videozoo.eval.retrieval import recall_at_k
 from videozoo.methods import CoCLR, InfoNCE
 from videozoo.registry import InputSpec
 from videozoo.training import Trainer, parse_config, schedules, summary_line
+from videozoo.training.config import config_to_dict
+from videozoo.training.presets import Augment, Synthetic, augment, released_aug, sourced, src
 
 MODALITIES = {"video": "rgb", "flow": "flow"}  # batch key -> name
 
@@ -52,41 +57,33 @@ class Config:
     annotations: str | None = None  # ucfTrainTestlist folder (UCF101) or the CSV (K400); default beside --data
     flow: str = "data/UCF101_flow"  # TV-L1 flow store (videozoo.data.extract_flow_folder)
     split: int = 1  # UCF101 split
-    synthetic: bool = False  # write a synthetic motion dataset (and its flow) into run_dir instead of --data
-    synthetic_videos_per_class: int = 12
-    synthetic_clips_per_group: int = 2  # clips cut from one "source video" (same appearance); group 1 is the test set
-    synthetic_frames: int = 16
-    synthetic_size: int = 64  # rendered frame side, pixels
-    synthetic_scenes: int | None = 2  # scenes shared by every class (None: one per group and class; see synthetic.py)
-    synthetic_colour_cast: float = 0.0  # per-video colour grade: each channel x exp(U(-c, c)) (see synthetic.py)
-    synthetic_object_size: tuple[float, float] = (0.14, 0.22)  # object radius range, fraction of the side
-    synthetic_objects: tuple[int, int] = (1, 2)  # fewest and most moving objects per scene
+    synthetic: Synthetic = field(default_factory=Synthetic)  # the smoke run's data, its flow extracted by TV-L1
     flow_size: int | None = None  # short side at which synthetic flow is extracted (None: stored resolution)
     backbone: str = "s3d"  # any registered backbone (videozoo.list_models(tiny=None))
-    frames: int = 32  # clip length: 32 consecutive frames
-    stride: int = 1
-    crop_size: int = 128
-    crop_scale: tuple[float, float] = (0.2, 1.0)  # random resized crop area
-    blur_sigma: tuple[float, float] = (0.1, 2.0)  # Gaussian blur sigma range, pixels (p 0.5)
-    jitter_p: float = 0.8  # colour jitter (0.4, 0.4, 0.4, 0.1) with this probability
-    grey_p: float = 0.2  # greyscale
-    channel_gain: float = 0.0  # colour-cast augmentation: each channel x exp(U(-g, g)) per clip (0: off)
-    flip_p: float = 0.5  # horizontal flip; 0 where direction is the label (the synthetic classes are mirror pairs)
+    frames: int = sourced(32, "paper: 32 frames; CoCLR README.md:30 --seq_len 32")  # clip length
+    stride: int = sourced(1, "paper: consecutive frames; CoCLR README.md:30 --ds 1")
     decode_size: int | None = None  # resize while decoding (short side)
-    batch_size: int = 32  # per process; official: 32 per GPU on 2 GPUs (UCF101), 4 GPUs (K400 InfoNCE)
-    lr: float = 1e-3  # Adam
-    wd: float = 1e-5
-    infonce_epochs: int = 300
-    infonce_milestones: tuple[int, ...] = (250, 280)  # lr x0.1 at these epochs
-    coclr_epochs: int = 100  # per half-cycle (RGB<-flow, then flow<-RGB)
-    coclr_milestones: tuple[int, ...] = (80,)
-    cycles: int = 2
-    queue_size: int = 2048
-    dim: int = 128
-    temperature: float = 0.07
-    momentum: float = 0.999  # key encoder EMA
-    topk: int = 5  # positives mined per query
-    drop_self_p: float = 0.9  # drop the self-positive with this probability (issue #43)
+    aug: Augment = field(**augment("coclr"))  # the training augmentation (videozoo.data.preset("coclr"))
+    views: Literal["two_clips", "official"] = sourced(
+        "two_clips", "paper: two clips of a video, each augmented; the official mixes regimes (views='official')"
+    )  # two_clips: each clip strongly augmented; official: half one clip, colour on part of the views
+    colour_on_flow: bool = sourced(
+        False, "our choice: colour ops are meaningless on flow; the official augments flow like RGB (True)"
+    )  # jitter, grey and blur reach the flow frames (flow InfoNCE and co-training)
+    batch_size: int = sourced(32, "CoCLR README.md:29-30 --nproc_per_node=2 --batch_size 32")  # per process
+    lr: float = sourced(1e-3, "paper: Adam, lr 1e-3; CoCLR main_nce.py:47")  # Adam
+    wd: float = sourced(1e-5, "CoCLR main_nce.py:49 --wd 1e-5")
+    infonce_epochs: int = sourced(300, "paper; CoCLR README.md:31 --epochs 300")
+    infonce_milestones: tuple[int, ...] = sourced((250, 280), "CoCLR README.md:31 --schedule 250 280")  # lr x0.1
+    coclr_epochs: int = sourced(100, "paper: 100 epochs per half-cycle; CoCLR README.md:47 --epochs 100")
+    coclr_milestones: tuple[int, ...] = sourced((80,), "CoCLR README.md:47 --schedule 80")
+    cycles: int = sourced(2, "paper: two cycles on UCF101 (README.md:42 shows one)")
+    queue_size: int = sourced(2048, "paper; CoCLR README.md:29 --moco-k 2048")
+    dim: int = sourced(128, "paper; CoCLR main_nce.py:84 --moco-dim 128")
+    temperature: float = sourced(0.07, "paper; CoCLR main_nce.py:90 --moco-t 0.07")
+    momentum: float = sourced(0.999, "paper; CoCLR main_nce.py:88 --moco-m 0.999")  # key encoder EMA
+    topk: int = sourced(5, "paper: top-5 mined positives; CoCLR README.md:45 --topk 5")  # positives mined per query
+    drop_self_p: float = sourced(0.9, "CoCLR main_coclr.py:382 random() < 0.9 (issue 43)")  # drop the self-positive
     amp: Literal["bf16", "fp16"] | None = None  # autocast
     channels_last: bool = False  # channels-last-3d
     compile: bool = False  # torch.compile the method
@@ -102,21 +99,37 @@ class Config:
     run_dir: str = "runs/coclr"
 
 
+K400 = {  # Kinetics-400 (README.md:58-87): InfoNCE on 4 GPUs x 32, CoCLR on 2 x 32, one cycle of 50 + 50
+    "dataset": "k400", "data": "data/kinetics400", "flow": "data/kinetics400_flow", "decode_size": 256,
+    "queue_size": src(16384, "paper; CoCLR README.md:61 --moco-k 16384"),
+    "coclr_epochs": src(50, "paper; CoCLR README.md:79 --epochs 50"),
+    "coclr_milestones": src((40,), "CoCLR README.md:79 --schedule 40"),
+    "cycles": src(1, "paper: one cycle on K400; CoCLR README.md:74-87"),
+    "run_dir": "runs/coclr_k400",
+}
+RELEASED = {  # the official data pipeline (main_nce.py, main_coclr.py, utils/augmentation.py)
+    "views": src("official", "CoCLR main_nce.py:386-390, main_coclr.py:470-473: TransformController("
+                 "[TwoClipTransform(p=0.3), OneClipTransform], weights=[0.5, 0.5]); utils/augmentation.py:380-432"),
+    "colour_on_flow": src(True, "CoCLR main_nce.py:373-381 (flow InfoNCE: the same transform on flow frames), "
+                          "main_coclr.py:447-465 (RGB and flow one sequence, seq_len = 2 x 32)"),
+    **released_aug("coclr"),
+}
 PRESETS = {
-    "ucf101": dict(dataset="ucf101", queue_size=2048, infonce_epochs=300, infonce_milestones=(250, 280),
-                   coclr_epochs=100, coclr_milestones=(80,), cycles=2, batch_size=32, run_dir="runs/coclr_ucf101"),
-    "k400": dict(dataset="k400", data="data/kinetics400", flow="data/kinetics400_flow", decode_size=256,
-                 queue_size=16384, infonce_epochs=300, infonce_milestones=(250, 280), coclr_epochs=50,
-                 coclr_milestones=(40,), cycles=1, batch_size=32, run_dir="runs/coclr_k400"),
-    # smoke (docs/benchmarks.md): the cast augmentation (channel_gain) does the colour invariance, and lighter jitter
-    # and no grey let the tiny RGB network learn the motion within 300 co-training steps at every seed
-    "smoke": dict(synthetic=True, backbone="r3d_tiny", synthetic_videos_per_class=16, synthetic_clips_per_group=4,
-                  synthetic_frames=10, synthetic_size=64, flow_size=32, decode_size=32, frames=8, crop_size=32,
-                  synthetic_colour_cast=0.6, synthetic_object_size=(0.22, 0.30), synthetic_objects=(2, 2),
-                  channel_gain=0.6, jitter_p=0.4, grey_p=0.0, crop_scale=(0.5, 1.0), blur_sigma=(0.1, 0.5), flip_p=0.0,
-                  batch_size=16, lr=1e-3, infonce_epochs=6, infonce_milestones=(), coclr_epochs=50, coclr_milestones=(),
-                  cycles=1, queue_size=96, momentum=0.95, topk=5, workers=2, ckpt_every_minutes=1.0, log_every=3,
-                  evaluate=True, run_dir="runs/coclr_smoke"),
+    "ucf101": dict(dataset="ucf101", run_dir="runs/coclr_ucf101"),  # the paper (the defaults)
+    "ucf101_released": dict(dataset="ucf101", **RELEASED, run_dir="runs/coclr_ucf101_released"),
+    "k400": K400,
+    "k400_released": {**K400, **RELEASED, "run_dir": "runs/coclr_k400_released"},
+    # smoke (docs/benchmarks.md): the cast augmentation (aug.channel_gain) does the colour invariance, and lighter
+    # jitter and no grey let the tiny RGB network learn the motion within 300 co-training steps at every seed
+    "smoke": {"synthetic.enabled": True, "backbone": "r3d_tiny", "synthetic.videos_per_class": 16,
+              "synthetic.clips_per_group": 4, "synthetic.frames": 10, "synthetic.size": 64, "flow_size": 32,
+              "decode_size": 32, "frames": 8, "aug.crop_size": 32, "synthetic.colour_cast": 0.6,
+              "synthetic.object_size": (0.22, 0.30), "synthetic.objects": (2, 2), "aug.channel_gain": 0.6,
+              "aug.jitter_p": 0.4, "aug.grey_p": 0.0, "aug.scale": (0.5, 1.0), "aug.blur_sigma": (0.1, 0.5),
+              "aug.flip_p": 0.0, "batch_size": 16, "lr": 1e-3, "infonce_epochs": 6, "infonce_milestones": (),
+              "coclr_epochs": 50, "coclr_milestones": (), "cycles": 1, "queue_size": 96, "momentum": 0.95, "topk": 5,
+              "workers": 2, "ckpt_every_minutes": 1.0, "log_every": 3, "evaluate": True,
+              "run_dir": "runs/coclr_smoke"},
 }  # fmt: skip
 
 
@@ -137,16 +150,10 @@ def main() -> None:
     # 2. data: two clips per video, RGB and its aligned flow, one crop and flip for both (PairedTransform)
     # ==============================================================================================
     data_root, annotations, flow_root = Path(config.data), config.annotations, Path(config.flow)
-    if config.synthetic:  # the smoke run: motion-only classes, flow extracted with TV-L1 like the real data
+    if config.synthetic.enabled:  # the smoke run: motion-only classes, flow extracted with TV-L1 like the real data
         data_root, annotations, flow_root = run_dir / "data", run_dir / "data", run_dir / "flow"
         if is_main_process():
-            if not (data_root / "testlist01.txt").is_file():
-                make_synthetic_dataset(data_root, videos_per_class=config.synthetic_videos_per_class,
-                                       clips_per_group=config.synthetic_clips_per_group,
-                                       scenes=config.synthetic_scenes, colour_cast=config.synthetic_colour_cast,
-                                       object_size=config.synthetic_object_size, objects=config.synthetic_objects,
-                                       frames=config.synthetic_frames, seed=config.seed,
-                                       size=(config.synthetic_size, config.synthetic_size))
+            config.synthetic.make(data_root, seed=config.seed)
             print("flow:", extract_flow_folder(data_root, flow_root, size=config.flow_size, workers=config.workers,
                                                progress=config.progress))
         barrier()
@@ -158,14 +165,17 @@ def main() -> None:
             return Kinetics400(data_root, annotations or data_root.parent / "kinetics400_train.csv", **common)
         return UCF101(data_root, annotations, split=config.split, train=train, **common)
 
-    train_aug = augmentation("coclr", crop_size=config.crop_size, scale=config.crop_scale, blur_sigma=config.blur_sigma,
-                             jitter_p=config.jitter_p, grey_p=config.grey_p, flip_p=config.flip_p,
-                             channel_gain=config.channel_gain)
+    def two_views(transform, *, flow: bool = True):
+        """Two clips per video, decoded by the dataset, augmented by CoCLRViews as ``config.views`` says."""
+        return MapSamples(dataset(train=True, flow=flow, num_views=2), CoCLRViews(transform, regime=config.views))
+
+    train_aug = config.aug.build("coclr")
+    flow_aug = train_aug if config.colour_on_flow else train_aug.without_colour()
     train_sets = {  # what each stage reads: InfoNCE needs one modality, CoCLR both
-        "video": dataset(train=True, flow=False, num_views=2, transform=train_aug),
-        "flow": dataset(train=True, num_views=2, transform=PairedTransform(train_aug.without_colour())),
-        "both": dataset(train=True, num_views=2, transform=PairedTransform(train_aug)),
-    }  # (the flow stage's RGB views are unused: cropped only, no colour work)
+        "video": two_views(train_aug, flow=False),
+        "flow": two_views(PairedTransform(flow_aug, colour_on_flow=config.colour_on_flow)),
+        "both": two_views(PairedTransform(train_aug, colour_on_flow=config.colour_on_flow)),
+    }  # (the flow stage's RGB views are unused)
 
     # ==============================================================================================
     # 3. model: one backbone per modality (flow is a 3-channel image: x, y, 128), any registered architecture
@@ -174,8 +184,8 @@ def main() -> None:
         backbone = videozoo.create_model(config.backbone)
         # what the exported weights expect (save_pretrained writes it into config.json and the card)
         backbone.input_spec = InputSpec(channels=MODALITIES[modality], frames=config.frames, stride=config.stride,
-                                        resize=config.crop_size, crop_size=config.crop_size, mean=IMAGENET_MEAN,
-                                        std=IMAGENET_STD)
+                                        resize=config.aug.crop_size, crop_size=config.aug.crop_size,
+                                        mean=IMAGENET_MEAN, std=IMAGENET_STD)
         return backbone
 
     backbones = {m: new_backbone(m) for m in MODALITIES}  # seeded above: a resumed run rebuilds the same init
@@ -226,9 +236,11 @@ def main() -> None:
     # ==============================================================================================
     # 6. evaluation: nearest-neighbour retrieval, held-out (test split) videos query the training videos
     # ==============================================================================================
-    results: dict = {"command": run_info["command"], "config": run_info.get("overrides"), "retrieval": {}}
+    results: dict = {"command": run_info["command"], "config": config_to_dict(config),
+                     "overrides": run_info.get("overrides"), "retrieval": {}}
     if config.evaluate and is_main_process():
-        test_view = VideoEval(resize=config.crop_size, crop_size=config.crop_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        size = config.aug.crop_size
+        test_view = VideoEval(resize=size, crop_size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
         sampler = UniformClipSampler(num_frames=config.frames, stride=config.stride, num_clips=config.eval_clips)
         sets = {split: dataset(train=split == "train", sampler=sampler, transform=test_view, flow_transform=test_view)
                 for split in ("train", "test")}  # fmt: skip
@@ -262,7 +274,7 @@ def main() -> None:
     # ==============================================================================================
     # 7. export: each trained backbone with save_pretrained + a model card; the results as JSON
     # ==============================================================================================
-    data_name = "synthetic" if config.synthetic else config.dataset
+    data_name = "synthetic" if config.synthetic.enabled else config.dataset
     epochs = f"InfoNCE {config.infonce_epochs} + {config.cycles} CoCLR cycle(s) x {config.coclr_epochs} per modality"
     for modality, name in MODALITIES.items():
         metrics = [dict(task=f"{data_name} split-{config.split} retrieval (test queries train)", metric=metric,
@@ -273,7 +285,7 @@ def main() -> None:
             run_dir / "export" / f"coclr_{config.backbone}_{data_name}_{name}", metrics=metrics,
             card={"description": f"CoCLR {config.backbone}, {name} stream, pretrained on {data_name}",
                   "paper": "Han, Xie, Zisserman. Self-supervised Co-training for Video Representation Learning. "
-                  "NeurIPS 2020", "data": data_name if config.synthetic else str(data_root), "epochs": epochs,
+                  "NeurIPS 2020", "data": data_name if config.synthetic.enabled else str(data_root), "epochs": epochs,
                   "method": "CoCLR (InfoNCE, then co-training with positives mined by the other modality)"},
         )  # fmt: skip
         if out is not None:

@@ -13,7 +13,9 @@ Presets (``videozoo.eval.finetune.FINETUNE_PROTOCOLS``, from the official code; 
 
 * ``coclr``: Adam lr 1e-3, backbone 1e-4, wd 1e-3, dropout 0.9, batch 32, 500 epochs (×0.1 at 400, 450);
   test = 10 crops over every 32-frame window, probabilities averaged (TengdaHan/CoCLR eval/main_classifier.py).
-* ``cacl``: SGD lr 0.1, batch 64, 150 epochs cosine; test = 10 linspace clips, centre crop, logits averaged.
+* ``cacl``: SGD lr 0.1, batch 64, 150 epochs cosine (the README's command); test = 10 linspace clips, centre crop,
+  logits averaged. ``cacl_released_defaults``: train_finetune.py's own defaults (lr 1e-3, wd 5e-4, x0.1 at epochs
+  120 and 150, 180 epochs, batch 8); docs/methods/cacl.md says what neither reproduces.
 * ``stica``: SGD head 0.0025 / backbone 0.00025, wd 0.005, batch 32, 12 epochs, warm-up 2, ×0.05 at epochs 6 and 10,
   10 training clips per video per epoch; test = 10 clips × 3 crops, logits averaged (facebookresearch/GDT).
 
@@ -88,6 +90,12 @@ class Config:
 
 PRESETS = {
     **{name: dict(protocol) for name, protocol in FINETUNE_PROTOCOLS.items()},
+    # CACL's train_finetune.py run with its own argparse defaults (:225-236; the `cacl` protocol is its README command,
+    # README.md:47-50); milestones 120, 150 counted from epoch 1. Not reproduced: conv4/conv5/linear stay at --ft_lr
+    # 1e-3 throughout (their schedule line is commented out, :56-58) while the rest follows --lr
+    "cacl_released_defaults": {"optimizer": "sgd", "lr": 1e-3, "backbone_lr": 1e-3, "momentum": 0.9,
+                               "weight_decay": 5e-4, "dropout": 0.0, "batch_size": 8, "epochs": 180,
+                               "schedule": "multistep", "milestones": (119, 149), "gamma": 0.1, "test": "cacl"},
     "smoke": {"dataset": "synthetic", "model": "r3d_18_tiny", "random_init": True, "frames": 8, "stride": 1,
               "resize": 36, "crop_size": 32, "epochs": 10, "lr": 3e-3, "backbone_lr_mult": 1.0, "weight_decay": 0.0,
               "dropout": 0.0, "batch_size": 8, "workers": 0, "cpu_threads": 1, "test_clips": 1, "test_crops": 3,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -69,6 +70,60 @@ def write_video(
                 af.sample_rate, af.pts = 16000, start
                 container.mux(astream.encode(af))
             container.mux(astream.encode())
+    return path
+
+
+def write_two_stream_video(path: str | Path, *, num_frames: int = 50, other_frames: int = 60) -> Path:
+    """Issue #17's file in miniature: an MP4 whose second video stream is the one decord reads.
+
+    Stream 0 (default disposition): 64x48 at 25 fps, ``num_frames`` :func:`frame_colour` frames (2 s). Stream 1:
+    80x60 noise at 29.97 fps, ``other_frames`` frames, a far higher bitrate. FFmpeg (PyAV) ranks stream 0 best by
+    its disposition; decord 0.6's bundled FFmpeg ranks by bitrate and reads stream 1: 60 frames at 29.97 fps
+    against 50 decoding at 25 fps in the stream the probe read.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        main = container.add_stream("mpeg4", rate=25)
+        main.width, main.height, main.pix_fmt = 64, 48, "yuv420p"
+        other = container.add_stream("mpeg4", rate=Fraction(30000, 1001))
+        other.width, other.height, other.pix_fmt = 80, 60, "yuv420p"
+        for stream, count in ((main, num_frames), (other, other_frames)):
+            for i in range(count):
+                if stream is main:
+                    image = np.empty((48, 64, 3), np.uint8)
+                    image[:] = frame_colour(i)
+                else:
+                    image = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts = i
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+    return path
+
+
+def write_dead_first_stream_video(path: str | Path, *, num_frames: int = 20) -> Path:
+    """An MP4 whose first, default video stream (H.264) holds only garbage packets; stream 1 (MPEG-4, 64x48,
+    10 fps, :func:`frame_colour` frames) is the one that decodes. FFmpeg ranks the dead stream best."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        dead = container.add_stream("h264", rate=10)
+        good = container.add_stream("mpeg4", rate=10)
+        for stream in (dead, good):
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(num_frames):
+            image = np.empty((48, 64, 3), np.uint8)
+            image[:] = frame_colour(i)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            container.mux(good.encode(frame))
+            packet = av.Packet(rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
+            packet.stream, packet.time_base, packet.pts, packet.dts = dead, Fraction(1, 10), i, i
+            container.mux(packet)
+        container.mux(good.encode())
     return path
 
 

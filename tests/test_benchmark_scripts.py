@@ -34,7 +34,7 @@ def test_synthetic_supervised_trains_and_reports_the_retrieval_curve(tmp_path: P
 
 def test_smoke_seeds_runs_each_seed_and_tabulates(tmp_path: Path) -> None:
     """Two seeds of the STiCA smoke run, cut to two steps: one row per seed, both read back from the run dirs."""
-    tiny = ["--synthetic_videos_per_class", "4", "--synthetic_clips_per_group", "2", "--synthetic_frames", "20",
+    tiny = ["--synthetic.videos-per-class", "4", "--synthetic.clips-per-group", "2", "--synthetic.frames", "20",
             "--epochs", "1", "--batch_size", "4", "--max_steps", "2"]  # fmt: skip
     out = tmp_path / "seeds.json"
     command = [sys.executable, str(ROOT / "benchmarks" / "smoke_seeds.py"), "--recipe", "stica", "--seeds", "0,1",

@@ -249,6 +249,17 @@ def test_infonce_release_converts_with_its_own_buffers(tmp_path: Path) -> None:
         "encoder_q.0.block1-5.* (462 tensors)", "encoder_k.* (928 tensors)", "queue, queue_ptr (2 tensors)",
         "top-level 'best_acc'", "top-level 'optimizer'", "top-level 'iteration'"}
     assert converted.info["epoch"] == 182
+    queue = variant_shapes("coclr", "infonce")["queue"]  # (dim, K): read, not assumed
+    assert (converted.info["dim"], converted.info["queue_size"]) == tuple(queue) == (128, 2048)
+
+
+def test_s3dg_coclr_checkpoint_is_refused(tmp_path: Path) -> None:
+    def gated(state):
+        state["encoder_q.0.Mixed_3b.gating_b0.fc.weight"] = torch.zeros(64, 64, 1, 1, 1)
+
+    path = save_legacy(coclr_checkpoint("infonce", filled=False, edit=gated), tmp_path / "s3dg.pth.tar")
+    with pytest.raises(ConversionError, match="S3D-G"):
+        convert_checkpoint(path, to="infonce_s3d_ucf101_rgb")
 
 
 def test_gdt_release_gives_the_official_features_and_embeddings(official: dict[str, Path], tmp_path: Path) -> None:
@@ -287,7 +298,9 @@ def test_stica_checkpoint_gives_the_official_pooled_embedding(official: dict[str
     out = convert(official["stica"], to="stica_r2plus1d_k400", out=tmp_path / "stica")
     model = videozoo.load("stica_r2plus1d_k400", weights=str(out))
     heads = load_heads(out)
-    assert heads["pooling"].depth == 2 and heads["pooling"].time_steps == 4
+    # no args in main_stica.py's file: attend over the map's own T (4 here, as --transformer_time_dim 4 for 30 frames)
+    assert heads["pooling"].depth == 2 and heads["pooling"].time_steps is None
+    assert heads["pooling"].transformer[0].mha.heads == 4
     video, audio = official_input(ref["video_input_shape"]), official_input(ref["audio_input_shape"])
     with torch.no_grad():
         pooled = heads["pooling"](model.forward_features(video))
@@ -297,6 +310,26 @@ def test_stica_checkpoint_gives_the_official_pooled_embedding(official: dict[str
     config = json.loads((out / "config.json").read_text())
     assert config["metrics"] == []  # a training checkpoint, not a release: the paper's numbers are not its own
     assert config["converted_from"]["module_prefix"] is True
+    assert config["converted_from"]["pooling"]["time_steps_from"].startswith("the map's own steps")
+
+
+@pytest.mark.parametrize(("num_sec", "time_dim", "heads"), [(1, 4, 4), (2, 8, 8)])
+def test_stica_pooling_shape_read_from_saved_args(tmp_path: Path, num_sec: int, time_dim: int, heads: int) -> None:
+    """A 2-second model (--num_sec 2 --transformer_time_dim 8) keeps its 8 steps: nothing assumes 4 (issue 15)."""
+    checkpoint = stica_checkpoint(filled=False)
+    checkpoint["args"] = argparse.Namespace(num_sec=num_sec, transformer_time_dim=time_dim, num_head=heads)
+    converted = convert_checkpoint(save_legacy(checkpoint, tmp_path / "c.pth.tar"), to="stica_r2plus1d_k400")
+    pooling = converted.heads["pooling"].config
+    assert (pooling["time_steps"], pooling["heads"], pooling["depth"], pooling["dim"]) == (time_dim, heads, 2, 512)
+    assert converted.info["pooling"]["time_steps_from"] == "args.transformer_time_dim"
+    assert converted.info["pooling"]["heads_from"] == "args.num_head"
+
+
+def test_stica_args_whose_reshape_mixed_samples_are_refused(tmp_path: Path) -> None:
+    checkpoint = stica_checkpoint(filled=False)
+    checkpoint["args"] = argparse.Namespace(num_sec=2, transformer_time_dim=4, num_head=4)  # main_stica.py default 4
+    with pytest.raises(ConversionError, match="transformer_time_dim 8"):
+        convert_checkpoint(save_legacy(checkpoint, tmp_path / "c.pth.tar"), to="stica_r2plus1d_k400")
 
 
 @pytest.mark.parametrize("arch", ["c3d", "r21d"])  # r3d (64 M parameters) was verified once, see the fixture
@@ -306,6 +339,7 @@ def test_cacl_checkpoint_gives_the_official_features_and_heads(arch: str, tmp_pa
     path = torch.save(cacl_checkpoint(arch), tmp_path / "model_300.pt") or tmp_path / "model_300.pt"
     converted = convert_checkpoint(path, to=f"cacl_{arch}_ucf101")
     assert (converted.format, converted.arch) == ("cacl", arch)
+    assert (converted.info["dim"], converted.info["queue_size"]) == (128, 6400)  # from the `queue` buffer
     model = videozoo.create_model(f"cacl_{arch}_ucf101").eval()
     model.load_state_dict(converted.state_dict)
     heads = {k: h.build() for k, h in converted.heads.items()}

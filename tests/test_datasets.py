@@ -20,6 +20,7 @@ from videozoo.data import (
     VideoEval,
     VideoFolder,
     VideoList,
+    VideoReader,
     VideoTrain,
 )
 
@@ -193,3 +194,36 @@ def test_short_videos_are_skipped_with_pad_error(tmp_path):
     short = [s.path for s in data.samples].index(str(tmp_path / "data" / "a" / "short.avi"))
     assert data[short]["path"].endswith("long.avi") and data.num_failures == 1
     assert "clip sampling" in data.failed_paths[data.samples[short].path]
+
+
+def test_a_file_shorter_than_it_claims_is_replaced_not_raised(tmp_path, monkeypatch):
+    """Issue #17: an IndexError (indices past the frames that decode) must not end the epoch."""
+    for k in range(2):
+        write_video(tmp_path / "data" / "a" / f"good{k}.avi", num_frames=10)
+    liar = write_video(tmp_path / "data" / "a" / "liar.avi", num_frames=10)
+    get_frames = VideoReader.get_frames
+
+    def shorter_than_it_claims(self, indices):
+        if self.path == str(liar):
+            raise IndexError("frame indices 6..9 outside 0..5")
+        return get_frames(self, indices)
+
+    monkeypatch.setattr(VideoReader, "get_frames", shorter_than_it_claims)
+    data = VideoFolder(tmp_path / "data", num_frames=4)
+    item = data[[s.path for s in data.samples].index(str(liar))]
+    assert item["path"] != str(liar) and data.num_failures == 1
+    assert "IndexError: frame indices 6..9" in data.failed_paths[str(liar)]
+
+
+def test_videos_shorter_than_half_a_clip_are_noted_and_still_looped(tmp_path):
+    """Issue #17: a 3-frame clip looped to 8 frames was used without a word; the frames sampled stay as they were."""
+    write_video(tmp_path / "data" / "a" / "three.avi", num_frames=3)
+    write_video(tmp_path / "data" / "a" / "five.avi", num_frames=5)  # 5 of 8: padded, but not mostly
+    write_video(tmp_path / "data" / "a" / "long.avi", num_frames=20)
+    data = VideoFolder(tmp_path / "data", num_frames=8)
+    items = {s.path.rsplit("/", 1)[1]: data[i] for i, s in enumerate(data.samples)}
+    assert items["three.avi"]["frame_indices"].tolist() == [0, 1, 2, 0, 1, 2, 0, 1]
+    assert [frame_index(f) for f in items["three.avi"]["video"].permute(1, 0, 2, 3)] == [0, 1, 2, 0, 1, 2, 0, 1]
+    assert list(data.padded_paths) == [str(tmp_path / "data" / "a" / "three.avi")]
+    assert "3 frames supply 3 of the 8 frames" in data.padded_paths[str(tmp_path / "data" / "a" / "three.avi")]
+    assert data.num_failures == 0

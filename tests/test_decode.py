@@ -11,9 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from tests.data_fixtures import frame_index, sequential_frames, truncate, write_not_a_video, write_video
+from tests.data_fixtures import (
+    frame_index,
+    sequential_frames,
+    truncate,
+    write_dead_first_stream_video,
+    write_not_a_video,
+    write_two_stream_video,
+    write_video,
+)
 from videozoo.data import VideoDecodeError, VideoReader, open_video, probe_video, read_clip, read_frames
-from videozoo.data.decode import clear_reader_cache
+from videozoo.data.decode import as_decode_error, clear_reader_cache
+from videozoo.data.sampling import uniform_clips
+from videozoo.data.scan import scan_video
 
 # key: (frames, fps, (H, W), has audio); the Matroska file has no frame count in its header
 EXPECTED = {
@@ -173,3 +183,69 @@ def test_reader_cache_is_per_process(tmp_path):
         fresh, index = pool.apply(_child_reads, (path, id(reader)))
     assert fresh and index == 3  # the forked child opened its own reader
     assert reader.get_frames([4]).shape[0] == 1  # the parent's reader still works
+
+
+def test_two_video_streams_every_reader_reads_the_same_one(tmp_path):
+    """Issue #17: decord read stream 1 (60 frames, 29.97 fps), the probe and PyAV stream 0 (50 frames, 25 fps)."""
+    import decord
+
+    path = write_two_stream_video(tmp_path / "two.mp4")
+    raw = decord.VideoReader(str(path))  # the mismatch this file exists to reproduce
+    assert (len(raw), round(raw.get_avg_fps(), 2)) == (60, 29.97)
+    info = probe_video(path)
+    assert (info.num_frames, info.fps, info.width, info.height) == (50, 25.0, 64, 48)
+    for backend in ("auto", "pyav"):
+        reader = open_video(path, backend=backend, cache=False)
+        assert (len(reader), reader.fps) == (50, 25.0), backend
+    entry = scan_video(path, min_frames=8)
+    assert "unreadable" not in entry.problems and (entry.num_frames, entry.fps) == (50, 25.0), entry.error
+    assert (info.stream_index, info.video_streams) == (0, 2)
+    reader = open_video(path, cache=False)
+    for clip in uniform_clips(len(reader), num_clips=4, num_frames=8):  # embed's clips: the last reached 53
+        assert [frame_index(f) for f in reader.get_frames(clip)] == clip.tolist()
+    resized = read_clip(path, start=40, num_frames=4, size=32, cache=False)  # resized: no shape check to catch it
+    assert resized.shape == (4, 3, 32, 43) and [frame_index(f) for f in resized] == [40, 41, 42, 43]
+    with pytest.raises(VideoDecodeError, match="2 video streams"):
+        VideoReader(path, backend="decord")
+
+
+def test_a_best_stream_that_does_not_decode_gives_way_to_one_that_does(tmp_path):
+    path = write_dead_first_stream_video(tmp_path / "dead.mp4", num_frames=20)
+    with av.open(str(path)) as container:
+        assert container.streams.best("video").index == 0  # FFmpeg's pick: the default stream, all garbage
+    info = probe_video(path)
+    assert (info.stream_index, info.video_streams, info.num_frames, info.fps) == (1, 2, 20, 10.0)
+    reader = open_video(path, cache=False)
+    assert len(reader) == 20 and [frame_index(f) for f in reader.get_frames([17, 3])] == [17, 3]
+    assert scan_video(path).num_frames == 20
+
+
+def test_frames_missing_from_the_first_count_are_the_files_fault(tmp_path, monkeypatch):
+    """decord counts 40 frames and fails; PyAV, taking over, finds 25: a clip sampled from 40 is a decode error."""
+    path = write_video(tmp_path / "v.avi", num_frames=40)
+    reader = VideoReader(path)
+    assert reader.backend == "decord"
+
+    def broken(indices):
+        raise RuntimeError("corrupt packet")
+
+    monkeypatch.setattr(reader._backend, "get", broken)
+    open_pyav = reader._open_pyav
+
+    def open_short():  # PyAV counts the packets actually present
+        open_pyav()
+        reader._backend.num_frames = 25
+
+    monkeypatch.setattr(reader, "_open_pyav", open_short)
+    assert [frame_index(f) for f in reader.get_frames([3, 4])] == [3, 4] and reader.backend == "pyav"
+    with pytest.raises(VideoDecodeError, match="only 25 of the 40 frames"):
+        reader.get_frames([30, 31])
+    with pytest.raises(IndexError):  # past even the first count: the caller's mistake, not the file's
+        reader.get_frames([40])
+
+
+def test_as_decode_error_names_the_file():
+    expected = r"cannot decode video /x/v\.mp4: IndexError: frame 9"
+    with pytest.raises(VideoDecodeError, match=expected) as err, as_decode_error("/x/v.mp4"):
+        raise IndexError("frame 9")
+    assert err.value.path == "/x/v.mp4" and isinstance(err.value.__cause__, IndexError)

@@ -3,6 +3,7 @@ and leaves a model that loads, predicts and carries its class names and numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -13,6 +14,8 @@ import torch
 from einops import rearrange
 
 import videozoo
+from tests import data_fixtures
+from videozoo.api import input_spec_of
 from videozoo.data import VideoTrain
 from videozoo.data.synthetic import make_synthetic_dataset, render_clip, write_video
 from videozoo.eval.finetune import FinetuneResult, param_groups
@@ -208,3 +211,34 @@ def test_bad_arguments_fail_early(data, tmp_path) -> None:
         videozoo.finetune("r3d_18_tiny", tmp_path / "missing", out_dir=tmp_path, **QUIET)
     with pytest.raises(TypeError, match="weights"):
         videozoo.finetune(videozoo.create_model("r3d_18_tiny"), data.small, weights="x", out_dir=tmp_path, **QUIET)
+
+
+def test_short_videos_are_reported_and_failures_set_the_exit_status(tmp_path, caplog, capsys) -> None:
+    """Issue #17: a 3-frame clip was looped to 8 frames and used for fine-tuning without a word."""
+    from videozoo.cli import main
+
+    model = videozoo.create_model("r3d_18_tiny", num_classes=2)
+    model.input_spec = dataclasses.replace(input_spec_of(model), **SMALL)  # 8-frame clips
+    model_dir = videozoo.save_pretrained(model, tmp_path / "model", class_names=["a", "b"])
+    train, val = tmp_path / "train", tmp_path / "val"
+    for k in range(3):
+        for name in ("a", "b"):
+            data_fixtures.write_video(train / name / f"v{k}.avi", num_frames=12)
+    short_train = data_fixtures.write_video(train / "b" / "short.avi", num_frames=3)
+    broken = data_fixtures.write_not_a_video(train / "a" / "broken.mp4")
+    data_fixtures.write_video(val / "a" / "v.avi", num_frames=12)
+    short_val = data_fixtures.write_video(val / "b" / "short.avi", num_frames=3)
+    args = ["finetune", str(train), "--val", str(val), "--model", str(model_dir), "--epochs", "1", "--batch-size",
+            "8", "--workers", "0", "--out", str(tmp_path / "run"), "--device", "cpu", "--quiet"]  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="videozoo"):
+        assert main(args) == 1  # the broken video was replaced: the run finished, but not on all its inputs
+    err = capsys.readouterr().err
+    assert f"unreadable, replaced: {broken}" in err and "2 videos were mostly padding" in err
+    warnings = [r.getMessage() for r in caplog.records if "less than half of a clip" in r.getMessage()]
+    assert len(warnings) == 1 and str(short_train) in warnings[0] and str(short_val) in warnings[0]
+    results = json.loads((tmp_path / "run/results.json").read_text())
+    assert set(results["padded_videos"]) == {str(short_train), str(short_val)}  # training and test
+    assert results["num_padded"] == 1 and list(results["padded"]) == [str(short_val)]  # the test alone
+    assert results["padded_videos"][str(short_train)].startswith("3 frames supply 3 of the 8 frames")
+    history = json.loads((tmp_path / "run/history.json").read_text())
+    assert list(history["padded_videos"]) == [str(short_train)] and list(history["bad_videos"]) == [str(broken)]

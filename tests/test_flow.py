@@ -160,3 +160,35 @@ def test_cli_entry_point_signature() -> None:
     assert {"method", "workers", "size", "progress"} <= set(params)
     assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY for name in ("method", "workers", "size"))
     assert os.cpu_count()
+
+
+def test_a_single_video_file_is_extracted_under_its_name(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "clip.mp4", _moving_square(frames=3, size=32), fps=10)
+    summary = extract_flow_folder(video, tmp_path / "flow", workers=1, progress=False)
+    assert summary.done == [str(video)] and flow_info(tmp_path / "flow" / "clip")["frames"] == 2
+    with pytest.raises(FileNotFoundError, match="no such video file or folder"):
+        extract_flow_folder(tmp_path / "nothing.mp4", tmp_path / "flow", workers=1, progress=False)
+
+
+def test_read_flow_clip_calls_no_deprecated_torchvision_decoder(tmp_path: Path, monkeypatch) -> None:
+    """torchvision 0.29 deprecates its image decoders (decode_jpeg, decode_image, ...), and users saw the warning
+    on every flow clip. The pinned torchvision does not warn yet, so the deprecation is simulated here."""
+    import warnings
+
+    import torchvision.io
+
+    src, dst = tmp_path / "videos", tmp_path / "flow"
+    write_video(src / "clip.mp4", _moving_square(frames=3, size=32), fps=10)
+    extract_flow_folder(src, dst, workers=1, progress=False)
+
+    def deprecated(*args, **kwargs):
+        warnings.warn("torchvision's image decoders are deprecated: use torchcodec", DeprecationWarning, stacklevel=2)
+
+    for module in (torchvision.io, torchvision.io.image):
+        for name in ("decode_jpeg", "decode_image", "read_file", "read_image"):
+            monkeypatch.setattr(module, name, deprecated)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clip = read_flow_clip(dst / "clip", [0, 1])
+    assert clip.shape == (2, 3, 32, 32) and clip.dtype == torch.uint8
+    assert (clip[:, 2].float() - 128).abs().mean() < 2  # channels in R, G, B order: blue is the constant 128

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from videozoo.hub import (
     WeightsDownloadError,
     WeightsError,
     WeightsFormatError,
+    WeightsNotFoundError,
     WeightsUnavailableError,
     check_architecture,
     download_registered,
@@ -286,6 +288,102 @@ def test_local_checksum(tmp_path: Path) -> None:
     assert isinstance(err.value, WeightsError) and isinstance(err.value, RuntimeError)
 
 
+def flip_middle(file: Path, n: int = 1000) -> None:
+    """Invert ``n`` bytes in the middle of ``file`` (inside the tensor data), keeping its size."""
+    data = bytearray(file.read_bytes())
+    start = len(data) // 2
+    data[start:start + n] = bytes(b ^ 0xFF for b in data[start:start + n])
+    file.write_bytes(bytes(data))
+
+
+def test_save_records_size_and_sha256(tmp_path: Path) -> None:
+    out = save_pretrained(TinyNet(), tmp_path)
+    config = json.loads((out / "config.json").read_text())
+    file = out / "model.safetensors"
+    assert config["size"] == file.stat().st_size and config["sha256"] == sha256_file(file)
+
+
+@pytest.mark.parametrize("source", ["directory", "file"])
+def test_corrupted_local_weights_are_caught(tmp_path: Path, source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's case: 1,000 flipped bytes, same size, sha256 in the config.json beside the file."""
+    model = videozoo.create_model("r3d_18_tiny").eval()
+    out = save_pretrained(model, tmp_path / "w")
+    file = out / "model.safetensors"
+    recorded = json.loads((out / "config.json").read_text())["sha256"]
+    flip_middle(file)
+    where = out if source == "directory" else file
+    with pytest.raises(ChecksumError) as err:
+        read_weights(where)
+    assert (err.value.expected, err.value.actual) == (recorded, sha256_file(file))
+    assert str(file) in str(err.value) and recorded in str(err.value) and err.value.actual in str(err.value)
+    with pytest.raises(ChecksumError, match=r"config\.json records"):
+        videozoo.load(str(where))
+
+    # the opt-outs skip the hash (the size still matches, so the damaged file is loaded, as asked)
+    assert read_weights(where, verify="size").sha256 is None
+    assert videozoo.load("r3d_18_tiny", weights=where, verify="size").zoo_weights == str(file)
+    monkeypatch.setenv("VIDEOZOO_VERIFY", "size")
+    assert read_weights(where).sha256 is None
+    with pytest.raises(ChecksumError):  # an explicit argument wins over the environment
+        read_weights(where, verify="sha256")
+    monkeypatch.setenv("VIDEOZOO_VERIFY", "no")
+    with pytest.raises(ValueError, match="VIDEOZOO_VERIFY='no'"):
+        read_weights(where)
+    with pytest.raises(ValueError, match=r"verify=False: expected one of 'sha256', 'size'"):
+        read_weights(where, verify=False)
+
+
+def test_size_is_checked_even_without_hashing(tmp_path: Path) -> None:
+    out = save_pretrained(videozoo.create_model("r3d_18_tiny"), tmp_path / "w")
+    file = out / "model.safetensors"
+    size = file.stat().st_size
+    data = file.read_bytes()
+    file.write_bytes(data[:-100])  # truncated: the safetensors framing says so, whatever verify says
+    for verify in ("sha256", "size"):
+        with pytest.raises(WeightsFormatError, match=rf"truncated or padded: .*describes {size} bytes"):
+            read_weights(out, verify=verify)
+    # a well-formed file of another size (another model's weights copied over) fails on the recorded size
+    shutil.copyfile(save_pretrained(TinyNet(), tmp_path / "other") / "model.safetensors", file)
+    for verify in ("sha256", "size"):
+        expected = f"size mismatch for {file}: its config.json records {size} bytes, the file has {file.stat().st_size}"
+        with pytest.raises(ChecksumError, match=re.escape(expected)) as err:
+            read_weights(out, verify=verify)
+        assert err.value.expected == f"{size} bytes"
+
+
+def test_an_unchanged_file_is_hashed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = save_pretrained(TinyNet(), tmp_path / "w")
+    file = out / "model.safetensors"
+    weights_module = sys.modules["videozoo.hub.weights"]
+    calls: list[str] = []
+    real = weights_module.sha256_file
+    monkeypatch.setattr(weights_module, "sha256_file", lambda path: calls.append(path) or real(path))
+    read_weights(out)
+    read_weights(out)
+    assert len(calls) == 2  # just written: too recent to be remembered (its stat could survive a rewrite)
+
+    monkeypatch.setattr(weights_module, "_RACY_SECONDS", 0.0)
+    calls.clear()
+    for _ in range(3):
+        read_weights(out)
+        read_weights(file)
+    assert len(calls) == 1
+    flip_middle(file, n=8)
+    stat = file.stat()  # on a coarse-timestamp file system the rewrite may keep mtime: move it on for sure
+    os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(ChecksumError):
+        read_weights(out)
+    assert len(calls) == 2
+
+
+def test_missing_paths_say_they_do_not_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for source in ("missing/", "missing.safetensors", "./missing", tmp_path / "missing"):
+        with pytest.raises(WeightsNotFoundError, match=r"weights path .*missing.* does not exist") as err:
+            read_weights(source)
+        assert isinstance(err.value, FileNotFoundError) and isinstance(err.value, WeightsFormatError)
+
+
 def test_repo_ids_and_paths_are_told_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert hub.parse_repo_id("org/name") == ("org/name", None)
     assert hub.parse_repo_id("org/name@v1.0") == ("org/name", "v1.0")
@@ -407,6 +505,18 @@ def test_damaged_cache_is_an_error_not_used(hub_repo: SimpleNamespace, tmp_path:
         assert hub_repo.sha[0] in str(err.value) and sha256_file(blob) in str(err.value)
     repaired = download_registered(entry, force_download=True, **kw)
     assert_same_state(repaired.state_dict, hub_repo.models[0])
+
+
+def test_unpinned_hub_weights_are_checked_against_their_config(hub_repo: SimpleNamespace, tmp_path: Path) -> None:
+    kw = {"cache_dir": tmp_path, "endpoint": hub_repo.endpoint, "revision": hub_repo.commits[0]}
+    loaded = hub.download.fetch(REPO_ID, **kw)  # no expected sha256: config.json from the same commit has one
+    assert loaded.sha256 == hub_repo.sha[0]
+    blob = Path(os.path.realpath(loaded.path))
+    flip_middle(blob, n=8)
+    with pytest.raises(ChecksumError, match=rf"its config\.json records {hub_repo.sha[0]}") as err:
+        hub.download.fetch(REPO_ID, **kw)
+    assert "hf cache rm model/videozoo-test/tiny" in str(err.value)
+    assert hub.download.fetch(REPO_ID, verify="size", **kw).sha256 is None
 
 
 def test_registry_sha256_is_enforced(hub_repo: SimpleNamespace, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import subprocess
 import sys
 
@@ -36,6 +37,19 @@ def test_torch_hub_load_builds_and_refuses_random_weights() -> None:
     assert model(torch.randn(1, 3, 2, 32, 32)).shape == (1, 4)
     with pytest.raises(WeightsUnavailableError, match="convert"):
         torch.hub.load(str(ROOT), "coclr_s3d_k400_rgb", source="local")
+
+
+def test_torch_hub_bare_architectures_default_to_random_weights() -> None:
+    """As torchvision: torch.hub.load(repo, "r3d_18") is an architecture; pretrained models keep pretrained=True."""
+    model = torch.hub.load(str(ROOT), "r3d_18", source="local")
+    assert model.zoo_name == "r3d_18" and not hasattr(model, "zoo_weights")  # built, no weights loaded
+    assert model(torch.randn(1, 3, 2, 32, 32)).shape == (1, 512)
+    with pytest.raises(WeightsUnavailableError, match="architecture without pretrained weights"):
+        torch.hub.load(str(ROOT), "r3d_18", source="local", pretrained=True)
+    hubconf = _hubconf()
+    for name in videozoo.list_models():
+        default = inspect.signature(getattr(hubconf, name)).parameters["pretrained"].default
+        assert default is (videozoo.registry.get(name).kind == "pretrained"), name
 
 
 def test_models_md_is_generated_from_the_registry() -> None:

@@ -102,6 +102,75 @@ def test_weights_of_another_architecture_are_refused(tmp_path) -> None:
         videozoo.load("mc3_18_tiny", weights=tmp_path / "r3d")
 
 
+@pytest.mark.parametrize("path", ["no_such_dir/", "./no_such_dir", "~/no_such_dir_videozoo", "no_such.safetensors",
+                                  "no_such.pth", "org/no_such"])
+def test_a_missing_path_is_reported_as_missing_not_as_a_model_name(path: str) -> None:
+    from videozoo.hub import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError, match=rf"the path '{path}' does not exist") as err:
+        videozoo.load(path)
+    assert isinstance(err.value, FileNotFoundError) and "Did you mean" not in str(err.value)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        videozoo.load("r3d_18_tiny", weights=path if path != "org/no_such" else "no_such/")
+
+
+def test_an_unknown_name_still_gets_suggestions() -> None:
+    with pytest.raises(registry.UnknownModelError, match="Did you mean 'coclr_s3d_k400_rgb'"):
+        videozoo.load("coclr_s3d_k40_rgb")
+
+
+@pytest.mark.parametrize("arch", ["r2plus1d_18", "r3d_18", "mc3_18"])
+def test_torchvision_state_dicts_load_as_they_are(arch: str, tmp_path) -> None:
+    """The issue's case: torch.save(torchvision.models.video.<arch>().state_dict()) into videozoo.load."""
+    import torchvision
+
+    reference = getattr(torchvision.models.video, arch)().eval()  # random init: no download
+    torch.save(reference.state_dict(), tmp_path / "tv.pth")
+    model = videozoo.load(arch, weights=str(tmp_path / "tv.pth"))
+    assert model.class_names is None and model.zoo_weights == str(tmp_path / "tv.pth")
+    x = torch.randn(1, 3, 2, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=0, atol=0)  # all 400 Kinetics logits
+    assert videozoo.load(arch, weights=tmp_path / "tv.pth", num_classes=0)(x).shape == (1, 512)
+
+
+@pytest.mark.parametrize(("name", "num_classes"), [("s3d_tiny", 0), ("r3d_18_tiny", 5), ("mc3_18_tiny", 0)])
+def test_plain_state_dicts_of_videozoo_models_load(name: str, num_classes: int, tmp_path) -> None:
+    model = videozoo.create_model(name, num_classes=num_classes).eval()
+    torch.save(model.state_dict(), tmp_path / "plain.pth")
+    loaded = videozoo.load(name, weights=tmp_path / "plain.pth")
+    x = tiny_input(name)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+def test_a_plain_state_dict_of_another_architecture_is_refused_key_by_key(tmp_path) -> None:
+    from videozoo.hub import WeightsFormatError
+
+    torch.save(videozoo.create_model("s3d_tiny").state_dict(), tmp_path / "s3d.pth")
+    with pytest.raises(WeightsFormatError) as err:
+        videozoo.load("r3d_18_tiny", weights=tmp_path / "s3d.pth")
+    message = str(err.value)
+    assert str(tmp_path / "s3d.pth") in message and "another architecture" in message
+    assert "120 missing: stem.0.weight" in message and "462 unexpected: Conv_1a.conv1.weight" in message
+
+
+def test_a_pth_is_read_without_running_its_code(tmp_path) -> None:
+    from pathlib import Path
+
+    from videozoo.hub.converters import UnsafeCheckpointError
+
+    class Trap:  # unpickling this would create `marker`
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    marker = tmp_path / "unpickled"
+    state = dict(videozoo.create_model("r3d_18_tiny").state_dict())
+    torch.save({**state, "trap": Trap()}, tmp_path / "trap.pth")
+    with pytest.raises(UnsafeCheckpointError, match="weights_only=True"):
+        videozoo.load("r3d_18_tiny", weights=tmp_path / "trap.pth")
+    assert not marker.exists()
+
+
 def test_transforms_for_matches_the_input_spec(media) -> None:
     from videozoo.data import read_clip
 

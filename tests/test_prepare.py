@@ -290,18 +290,22 @@ def test_cli_exit_codes(tmp_path, capsys) -> None:
     assert main(args) == 0
     assert "1 prepared" in capsys.readouterr().out
     write_not_a_video(src / "x" / "bad.mp4")
-    assert main(args) == 1
+    assert main(args) == 1  # one bad file among good ones
     captured = capsys.readouterr()
     assert "1 already done, 1 failed" in captured.out and "bad.mp4" in captured.err
-    assert main(["prepare", str(tmp_path / "nope"), str(tmp_path / "d"), "--short-side", "32"]) == 2
-    assert "nope" in capsys.readouterr().err
-    for bad in (["--short-side", "33"], ["--short-side", "32", "--keyframe-interval", "0"],
-                ["--short-side", "32", "--workers", "0"]):  # fmt: skip
-        assert main(["prepare", str(src), str(tmp_path / "d"), *bad]) == 2, bad  # odd sizes do not fit yuv420p
-        assert "error" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:  # argparse: --short-side is required
-        main(["prepare", str(src), str(tmp_path / "d")])
-    assert exit_info.value.code == 2
+    only_bad, empty = tmp_path / "only_bad", tmp_path / "empty"
+    write_not_a_video(only_bad / "bad.mp4")
+    empty.mkdir()
+    for folder, why in ((only_bad, "no video could be read"), (empty, "holds no video file"),
+                        (tmp_path / "nope", "no such folder")):  # fmt: skip
+        assert main(["prepare", str(folder), str(tmp_path / "d"), "--short-side", "32", "--quiet"]) == 2, folder
+        assert why in capsys.readouterr().err
+    assert main(["prepare", str(src), str(tmp_path / "d"), "--short-side", "33"]) == 2  # odd: not yuv420p
+    assert "even" in capsys.readouterr().err
+    for flags in ([], ["--short-side", "32", "--keyframe-interval", "0"], ["--short-side", "32", "--workers", "0"]):
+        with pytest.raises(SystemExit) as exit_info:  # argparse: --short-side required, counts >= 1
+            main(["prepare", str(src), str(tmp_path / "d"), *flags])
+        assert exit_info.value.code == 2, flags
 
 
 def test_benchmark_script_runs(tmp_path) -> None:

@@ -19,13 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # A few steps on a handful of videos: what is checked here is the wiring, not the learning (docs/benchmarks.md).
 TINY = {
-    "coclr": ["--synthetic_videos_per_class", "4", "--synthetic_clips_per_group", "2", "--synthetic_frames", "10",
+    "coclr": ["--synthetic.videos-per-class", "4", "--synthetic.clips-per-group", "2", "--synthetic.frames", "10",
               "--infonce_epochs", "1", "--coclr_epochs", "1", "--batch_size", "4", "--queue_size", "8",
               "--max_steps", "2", "--eval_clips", "1"],
-    "cacl": ["--synthetic_videos_per_class", "4", "--synthetic_clips_per_group", "2", "--frame_epochs", "1",
+    "cacl": ["--synthetic.videos-per-class", "4", "--synthetic.clips-per-group", "2", "--frame_epochs", "1",
              "--frame_batch_size", "8", "--frame_queue_size", "16", "--epochs", "1", "--batch_size", "4",
              "--queue_size", "8", "--max_steps", "2"],
-    "stica": ["--synthetic_videos_per_class", "4", "--synthetic_clips_per_group", "2", "--synthetic_frames", "20",
+    "stica": ["--synthetic.videos-per-class", "4", "--synthetic.clips-per-group", "2", "--synthetic.frames", "20",
               "--epochs", "1", "--batch_size", "4", "--max_steps", "2"],
 }  # fmt: skip
 EXPORTS = {"coclr": ["rgb", "flow"], "cacl": ["cnn", "transformer"], "stica": ["video", "audio"]}
@@ -54,6 +54,10 @@ def test_smoke_recipe_trains_evaluates_exports_and_resumes(name: str, tmp_path: 
     first = run_recipe(name, run_dir)
     results = json.loads((run_dir / "results.json").read_text())
     assert results["command"].startswith("python ") and f"recipes/{name}.py --preset smoke" in results["command"]
+    config = results["config"]  # the resolved configuration, the same as config.json's
+    assert config == json.loads((run_dir / "config.json").read_text())["config"]
+    assert config["synthetic"]["enabled"] is True and config["synthetic"]["videos_per_class"] == 4
+    assert config["aug"]["crop_size"] == 32 and config["run_dir"] == str(run_dir)
     retrieval = results["retrieval"]
     streams = retrieval.values() if name == "coclr" else [retrieval]
     for stream in streams:  # every stream evaluated, pretrained and at random initialisation
@@ -77,6 +81,21 @@ def test_smoke_recipe_trains_evaluates_exports_and_resumes(name: str, tmp_path: 
     assert "resumed finished" in again
     for key, path in json.loads((run_dir / "results.json").read_text())["exported"].items():
         assert all(torch.equal(v, states[key][k]) for k, v in exported_state(Path(path)).items())
+
+
+@pytest.mark.parametrize(("name", "released"), [("coclr", "ucf101_released"), ("stica", "k400_released")])
+def test_released_switches_run_on_the_smoke_data(name: str, released: str, tmp_path: Path) -> None:
+    """The official pipelines' code paths (CoCLR's view regimes and colour on flow; STiCA's one spectrogram per
+    clip, normalise-first augmentation, official crop placement) run end to end; the config records them."""
+    run_dir = tmp_path / "run"
+    run_recipe(name, run_dir, "--preset", released, "--evaluate", "false")
+    config = json.loads((run_dir / "results.json").read_text())["config"]
+    if name == "coclr":
+        assert config["views"] == "official" and config["colour_on_flow"] is True
+        assert config["aug"]["crop_fallback"] == "resize_full"
+    else:
+        assert config["audio_views"] == "shared" and config["crop_placement"] == "official"
+        assert config["aug"]["normalise_first"] is True and config["synthetic"]["enabled"] is True
 
 
 def test_smoke_recipe_rejects_unknown_keys(tmp_path: Path) -> None:

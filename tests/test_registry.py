@@ -31,7 +31,9 @@ def test_list_models_filters() -> None:
     assert videozoo.list_models("coclr_*") == sorted(n for n in PRETRAINED if n.startswith("coclr_"))
     assert videozoo.list_models("*_flow", pretrained=True) == sorted(n for n in PRETRAINED if n.endswith("_flow"))
     tiny = videozoo.list_models(tiny=True)
-    assert tiny and all(n.endswith("_tiny") for n in tiny)
+    # tiny backbones are named *_tiny; the packaged demo weights are a pretrained model of one of them
+    assert tiny and all(n.endswith("_tiny") for n in videozoo.list_models(pretrained=False, tiny=True))
+    assert all(registry.get(registry.get(n).arch).tiny for n in videozoo.list_models(pretrained=True, tiny=True))
     assert set(tiny).isdisjoint(videozoo.list_models())
     assert len(videozoo.list_models(tiny=None)) == len(tiny) + len(videozoo.list_models())
 

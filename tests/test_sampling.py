@@ -9,11 +9,13 @@ from videozoo.data.sampling import (
     RandomClipSampler,
     SlidingWindowSampler,
     UniformClipSampler,
+    clip_coverage,
     clip_indices,
     clip_offsets,
     clip_span,
     pad_indices,
     random_clip,
+    short_clip_note,
     sliding_windows,
     uniform_clips,
 )
@@ -78,3 +80,15 @@ def test_samplers_return_n_by_t():
     assert UniformClipSampler(num_clips=3, num_frames=8)(50, 25.0, rng).shape == (3, 8)
     assert SlidingWindowSampler()(100, 25.0, rng).shape == (5, 32)
     assert RandomClipSampler(num_frames=60, fps=30).span(60.0) == 119
+
+
+def test_short_videos_are_noted_below_half_a_clip():
+    """Issue #17: a 3-frame video looped to an 8-frame clip was used without a word."""
+    assert clip_coverage(3, num_frames=8) == 3 / 8 and clip_coverage(100, num_frames=8) == 1.0
+    assert clip_coverage(10, num_frames=16, stride=2) == 5 / 16  # frames 0, 2, ..., 8 of 0..30
+    assert short_clip_note(3, num_frames=8) == "3 frames supply 3 of the 8 frames a clip needs (the rest: loop padding)"
+    assert short_clip_note(4, num_frames=8) is None  # half a clip: padded, but not mostly
+    assert short_clip_note(7, num_frames=8) is None and short_clip_note(100, num_frames=8) is None
+    repeat = RandomClipSampler(num_frames=8, pad="repeat_last")
+    assert repeat.short_clip_note(3).endswith("(the rest: repeat_last padding)")
+    assert RandomClipSampler(num_frames=60, fps=30).short_clip_note(50, 60.0)  # 60 frames at 30 fps span 119 at 60

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.data_fixtures import truncate, write_not_a_video, write_video
-from videozoo.data import VideoFolder, scan_dataset
+from videozoo.data import VideoFolder, VideoReader, scan_dataset
+from videozoo.data.scan import ScanReport
 
 
 def _tree(tmp_path):
@@ -53,3 +56,34 @@ def test_scan_real_media(media):
     assert report.ok and not report.unreadable
     frames = {e.path.rsplit(".", 1)[1]: e.num_frames for e in report.entries}
     assert frames == {"mp4": 280, "avi": 164, "mkv": 310}
+
+
+def test_nothing_to_scan_is_an_error_not_ok(tmp_path):
+    """Issue #17: `scan nonexistent/` reported one scanned video and `scan empty/` printed OK."""
+    with pytest.raises(FileNotFoundError, match=r"nonexistent does not exist"):
+        scan_dataset(tmp_path / "nonexistent", progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no videos here")
+    with pytest.raises(ValueError, match=r"no videos to scan in .*empty"):
+        scan_dataset(empty, progress=False)
+    with pytest.raises(ValueError, match="no videos to scan"):
+        scan_dataset([], progress=False)
+    assert not ScanReport(source="x", clip_frames=16, stride=1, min_frames=16, need_audio=False, entries=[]).ok
+
+
+def test_any_failure_of_a_file_makes_it_unreadable(tmp_path, monkeypatch):
+    """Not only the readers' VideoDecodeError: an IndexError from a file shorter than it claims, too."""
+    good = write_video(tmp_path / "good.avi", num_frames=20)
+    liar = write_video(tmp_path / "liar.avi", num_frames=20)
+    get_frames = VideoReader.get_frames
+
+    def shorter_than_it_claims(self, indices):
+        if self.path == str(liar):
+            raise IndexError("frame indices 10..19 outside 0..9")
+        return get_frames(self, indices)
+
+    monkeypatch.setattr(VideoReader, "get_frames", shorter_than_it_claims)
+    report = scan_dataset([good, liar], clip_frames=4, progress=False)
+    assert [e.path for e in report.unreadable] == [str(liar)] and "IndexError" in report.unreadable[0].error
+    assert not report.ok and report.entries[0].num_frames == 20

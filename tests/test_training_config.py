@@ -10,6 +10,7 @@ from typing import Literal
 import pytest
 
 from videozoo.training.config import ConfigError, parse_config
+from videozoo.training.presets import src
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,36 @@ def test_help_lists_keys_defaults_comments_and_presets(capsys):
     text = capsys.readouterr().out
     assert "--epochs int = 300    # passes over the data" in text
     assert "--optim.lr float = 0.001    # learning rate" in text
-    assert "smoke" in text and "max_steps=2" in text
+    assert "smoke" in text and "max-steps=2" in text
+    # one spelling, dashed (as the videozoo command's options); underscores are accepted too
+    assert "--batch-size int = 32" in text and "--batch_size" not in text and "--run-dir" in text
+    assert "--print-config" in text
+
+
+def test_dashes_and_underscores_are_one_key(tmp_path: Path):
+    for spelling in (["--run-dir", "x"], ["--run_dir", "x"], ["run-dir=x"], ["--run-dir=x"]):
+        assert parse(*spelling, save=False)[0].run_dir == "x"
+    assert parse("--optim.lr", "0.5")[0].optim.lr == 0.5
+    assert parse("--max-steps", "3", "--batch_size", "2")[0].max_steps == 3
+
+
+def test_print_config_prints_the_resolved_json_and_writes_nothing(tmp_path: Path, capsys):
+    run_dir = tmp_path / "run"
+    for flag in ("--print-config", "--print_config"):
+        with pytest.raises(SystemExit) as e:
+            parse("--preset", "smoke", "--epochs", "7", f"--run-dir={run_dir}", flag)
+        assert e.value.code == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert printed["epochs"] == 7 and printed["max_steps"] == 2
+        assert printed["optim"] == {"lr": 0.1, "betas": [0.9, 0.999]}
+        assert printed["run_dir"] == str(run_dir)
+    assert not run_dir.exists()  # nothing written
+
+
+def test_sourced_preset_values_are_used_as_values():
+    presets = {"paper": {"epochs": src(151, "paper"), "optim.lr": src(0.64, "script.sh:117")}}
+    config, _ = parse_config(Config(), presets, ["--preset", "paper"], save=False, exit_on_error=False)
+    assert config.epochs == 151 and config.optim.lr == 0.64
 
 
 def test_config_json_written_to_run_dir(tmp_path: Path):

@@ -24,6 +24,7 @@ from videozoo.data.transforms import (
     preset,
 )
 from videozoo.data.transforms import functional as VF
+from videozoo.data.transforms.presets import plain
 
 
 def _still_clip(t: int = 4, c: int = 3, h: int = 60, w: int = 80) -> torch.Tensor:
@@ -78,7 +79,7 @@ def test_parameter_ranges_and_rates() -> None:
 
 
 def test_presets_carry_reference_numbers() -> None:
-    coclr, cacl, stica = TRAIN_PRESETS["coclr"], TRAIN_PRESETS["cacl"], TRAIN_PRESETS["stica"]
+    coclr, cacl, stica = (plain(TRAIN_PRESETS[name]) for name in ("coclr", "cacl", "stica"))
     assert coclr["crop_size"] == 128 and coclr["scale"] == (0.2, 1.0) and coclr["ratio"] == (3 / 4, 4 / 3)
     assert coclr["jitter"] == (0.4, 0.4, 0.4, 0.1) and coclr["jitter_p"] == 0.8
     assert coclr["grey_p"] == 0.2 and coclr["grey_mode"] == "channel_copy"

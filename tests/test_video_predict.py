@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import videozoo
+from tests.data_fixtures import write_two_stream_video, write_video
 from videozoo.api import input_spec_of
-from videozoo.data.decode import open_video, read_frames
+from videozoo.data.decode import VideoReader, open_video, read_frames
 from videozoo.data.sampling import sliding_windows, uniform_clips
 from videozoo.data.synthetic import make_synthetic_dataset
 from videozoo.data.transforms import VideoEval
@@ -113,3 +114,33 @@ def test_evaluate_writes_csv_png_json(tmp_path) -> None:
     saved = json.loads((out / "results.json").read_text())
     assert saved["num_videos"] == 4 and saved["num_failed"] == 0 and set(saved["per_class_accuracy"]) == set(classes)
     assert saved["protocol"] == {"clips": 2, "crops": 1, "sampling": "uniform", "average": "prob"}
+
+
+def test_any_failure_of_one_video_is_reported_and_the_rest_predicted(media, tmp_path, monkeypatch) -> None:
+    """Issue #17: the two-stream file predicts; an IndexError of a file shorter than it claims is its own error."""
+    two = write_two_stream_video(tmp_path / "two.mp4")
+    liar = write_video(tmp_path / "liar.avi", num_frames=30)
+    get_frames = VideoReader.get_frames
+
+    def shorter_than_it_claims(self, indices):
+        if self.path == str(liar):
+            raise IndexError("frame indices 20..27 outside 0..19")
+        return get_frames(self, indices)
+
+    monkeypatch.setattr(VideoReader, "get_frames", shorter_than_it_claims)
+    preds = predict_videos(tiny(), [str(liar), str(two), str(media["avi"])], clips=4, crops=1, progress=False)
+    assert "IndexError: frame indices 20..27" in preds[0].error and preds[0].scores is None
+    assert [p.error for p in preds[1:]] == [None, None] and preds[1].num_views == 4
+
+
+def test_videos_shorter_than_half_a_clip_are_counted(tmp_path) -> None:
+    """8 frames at stride 2 span 15: a 3-frame video supplies 2 of them, the rest is looped padding."""
+    short = write_video(tmp_path / "v" / "short.avi", num_frames=3)
+    fine = write_video(tmp_path / "v" / "fine.avi", num_frames=20)
+    model = tiny(num_classes=2)
+    results = evaluate_videos(model, [str(short), str(fine)], [0, 1], clips=2, crops=1, ks=(1,), progress=False)
+    assert results["num_padded"] == 1 and list(results["padded"]) == [str(short)]
+    assert results["padded"][str(short)].startswith("3 frames supply 2 of the 8 frames")
+    assert results["num_videos"] == 2 and results["num_failed"] == 0  # used, not skipped
+    pred = predict_videos(model, [str(short)], clips=1, crops=1, progress=False)[0]
+    assert "mostly padding: 3 frames supply 2" in pred.format().splitlines()[0]

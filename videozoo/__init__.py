@@ -3,13 +3,16 @@
 Public API only; see README.md and docs/.
 """
 
+from __future__ import annotations
+
+import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
-from videozoo.api import create_model, load, model_info, save_pretrained, transforms_for
-from videozoo.registry import list_models
-
 if TYPE_CHECKING:
+    from videozoo.api import create_model, load, model_info, save_pretrained, transforms_for
     from videozoo.eval.finetune import finetune
+    from videozoo.registry import list_models
 
 __version__ = "0.1.0"
 
@@ -24,11 +27,29 @@ __all__ = [
     "transforms_for",
 ]
 
+# The public names are imported on first use (PEP 562) so that `import videozoo` costs nothing: the `videozoo`
+# command imports this package before it can answer `--help`, and torch alone takes seconds to import.
+_LAZY = {
+    "create_model": "videozoo.api",
+    "load": "videozoo.api",
+    "model_info": "videozoo.api",
+    "save_pretrained": "videozoo.api",
+    "transforms_for": "videozoo.api",
+    "list_models": "videozoo.registry",
+    "finetune": "videozoo.eval.finetune",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # finetune pulls in the training engine and evaluation; load it on first use so `import videozoo` stays cheap.
-    if name == "finetune":
-        from videozoo.eval.finetune import finetune
-
-        return finetune
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    if not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        # `import videozoo; videozoo.registry.get(...)` worked while this file imported its submodules eagerly
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'videozoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

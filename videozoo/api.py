@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from videozoo import registry
 from videozoo.registry import InputSpec, ModelEntry
+
+if TYPE_CHECKING:  # annotations only: `videozoo info` describes a model without importing torch
+    from torch import nn
 
 __all__ = ["create_model", "load", "model_info", "save_pretrained", "transforms_for"]
 
@@ -27,11 +29,12 @@ def create_model(name: str, *, num_classes: int = 0, **kwargs: Any) -> nn.Module
 
 
 def load(
-    name: str,
+    name: str | Path,
     *,
     pretrained: bool = True,
     weights: str | Path | None = None,
     num_classes: int | None = None,
+    verify: str | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """A zoo model, with its weights.
@@ -43,39 +46,44 @@ def load(
             initialised, like :func:`create_model`.
         weights: load these weights instead of the registered ones: a directory written by
             :func:`save_pretrained`, a ``.safetensors`` file, a Hugging Face repo id ``"org/name"``
-            (``"org/name@revision"`` pins a revision), or an official checkpoint file to convert.
+            (``"org/name@revision"`` pins a revision), an official checkpoint file to convert, or a
+            ``torch.save`` of a plain state dict of the same architecture (torchvision's, for instance).
         num_classes: start a new classifier with this many outputs on top of the loaded backbone
             (``0`` drops any head). ``None`` keeps the head stored with the weights, if any.
+        verify: how weights with a ``config.json`` are checked against it: ``"sha256"`` (the
+            default, or ``$VIDEOZOO_VERIFY``) hashes the file, ``"size"`` only compares its size, for
+            huge files you trust. Published weights are always hashed against the registry.
 
     Raises:
         videozoo.registry.UnknownModelError: unknown name (the message suggests the nearest).
+        videozoo.hub.WeightsNotFoundError: ``name`` or ``weights`` is a path that does not exist
+            (also a ``FileNotFoundError``).
         videozoo.hub.WeightsUnavailableError: no published weights; the message says how to get them.
-        videozoo.hub.WeightsError: corrupt or mismatched weights (checksum, format, architecture).
+        videozoo.hub.WeightsError: corrupt or mismatched weights (checksum, size, format, architecture).
 
     Loaded models are returned in eval mode.
     """
     from videozoo import hub
 
-    if name not in registry.list_models(tiny=None) and Path(name).exists() and weights is None:
-        weights, name = name, _name_from_weights(Path(name))
+    name, weights = _name_and_weights(name, weights)
     entry = registry.get(name)
     if weights is None and not pretrained:
         return entry.build(num_classes=num_classes or 0, **kwargs)
     if weights is not None:
-        from videozoo.hub.converters import convert_if_official
+        from videozoo.hub.converters import read_torch_weights
 
-        # An official .pth/.tar release converts on the fly; everything else is videozoo's own format.
-        loaded = convert_if_official(weights, entry) or hub.read_weights(weights)
+        # A .pth/.tar is an official release (converted on the fly) or a plain state dict; else videozoo's format.
+        loaded = read_torch_weights(weights, entry) or hub.read_weights(weights, verify=verify)
     elif entry.weights is not None and entry.weights.published:
-        loaded = hub.download_registered(entry)
+        loaded = hub.download_registered(entry, verify=verify)
     else:
-        raise hub.WeightsUnavailableError(_unavailable_message(entry))
+        raise hub.WeightsUnavailableError(_unavailable_message(entry), model=entry.name)
 
     config = loaded.config or {}
     hub.check_architecture(loaded, entry)
     stored_classes = int(config.get("num_classes", _head_width(loaded.state_dict)))
     model = entry.build(**{**config.get("builder_config", {}), **kwargs, "num_classes": stored_classes})
-    hub.load_state_dict_strict(model, loaded.state_dict)
+    _load_into(model, loaded)
     model.class_names = config.get("class_names")
     spec = hub.input_spec_from_config(config)
     if spec is not None and spec != entry.input_spec:  # trained at another clip length or size (finetune input_spec=)
@@ -153,6 +161,55 @@ def save_pretrained(model: nn.Module, directory: str | Path, **kwargs: Any) -> P
 
 
 # -- helpers ------------------------------------------------------------------------------------
+# Registry names never contain these, so a name that does is a path the user expected to exist.
+_PATH_SUFFIXES = (".safetensors", ".pth", ".pt", ".tar", ".ckpt")
+
+
+def _name_and_weights(name: str | Path, weights: str | Path | None) -> tuple[str, str | Path | None]:
+    """``load(name, weights=...)`` with a path given as ``name`` turned into the weights it stands for."""
+    from videozoo.hub import WeightsNotFoundError, parse_repo_id
+
+    if isinstance(name, str) and (name in registry.list_models(tiny=None) or not name):
+        return name, weights
+    path = Path(name).expanduser()
+    if path.exists():
+        if weights is not None:
+            raise ValueError(f"{name} is a path and weights={weights!r} too: pass the path alone, or a model name "
+                             "with weights=...")
+        return _name_from_weights(path), str(name)
+    if isinstance(name, str) and not _looks_like_path(name):
+        return name, weights  # an unknown model name: registry.get suggests the nearest
+    hint = ""
+    if isinstance(name, str) and parse_repo_id(name):
+        hint = f" To load a Hub repo, name the model and pass the repo: videozoo.load(NAME, weights={name!r})."
+    where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+    raise WeightsNotFoundError(
+        f"the path {str(name)!r} does not exist{where}: videozoo.load takes a registered model name "
+        f"(videozoo.list_models()) or a directory written by videozoo.save_pretrained.{hint}",
+        path=str(name),
+    )
+
+
+def _looks_like_path(name: str) -> bool:
+    separators = tuple(sep for sep in (os.sep, os.altsep, "/") if sep)
+    return any(sep in name for sep in separators) or name.startswith((".", "~")) or name.endswith(_PATH_SUFFIXES)
+
+
+def _load_into(model: nn.Module, loaded: Any) -> None:
+    """Strict loading; for a plain state dict (no config.json) the error also names the file."""
+    from videozoo import hub
+
+    try:
+        hub.load_state_dict_strict(model, loaded.state_dict)
+    except hub.WeightsFormatError as err:
+        if loaded.config is not None:
+            raise
+        raise hub.WeightsFormatError(
+            f"{loaded.path} holds a plain state dict, which must have exactly the keys and shapes of "
+            f"{model.zoo_name} (was it saved from another architecture?); {err}"
+        ) from None
+
+
 def _name_from_weights(path: Path) -> str:
     config_path = path / "config.json" if path.is_dir() else path.with_name("config.json")
     if not config_path.is_file():
@@ -179,17 +236,24 @@ def _unavailable_message(entry: ModelEntry) -> str:
 
 
 def hub_entrypoints() -> dict[str, Any]:
-    """One ``torch.hub`` entrypoint per model of ``list_models()``, named after it (used by hubconf.py)."""
+    """One ``torch.hub`` entrypoint per model of ``list_models()``, named after it (used by hubconf.py).
+
+    ``pretrained`` defaults to True for pretrained models and to False for bare architectures, as in
+    torchvision: ``torch.hub.load(repo, "r3d_18")`` is a randomly initialised R3D-18, while
+    ``pretrained=True`` on a bare architecture still raises, saying it has no weights.
+    """
 
     def make(entry: ModelEntry):
-        def entrypoint(*, pretrained: bool = True, **kwargs: Any) -> nn.Module:
+        default = entry.kind == "pretrained"
+
+        def entrypoint(*, pretrained: bool = default, **kwargs: Any) -> nn.Module:
             return load(entry.name, pretrained=pretrained, **kwargs)
 
         entrypoint.__name__ = entry.name
         entrypoint.__doc__ = (
             f"{entry.description}.\n\nInput: {entry.input_spec.describe()}. Paper: {entry.paper or '-'}.\n"
-            f"Weights: {entry.weights.status if entry.weights else 'architecture only'}. "
-            "Keyword arguments are those of videozoo.load()."
+            f"Weights: {entry.weights.status if entry.weights else 'architecture only'} "
+            f"(pretrained={default} by default). Keyword arguments are those of videozoo.load()."
         )
         return entrypoint
 

@@ -2,7 +2,8 @@
 
 Everything between a folder of videos and a batch. Stands alone: imports nothing else of videozoo.
 
-- decoding (:mod:`~videozoo.data.decode`): :func:`read_clip`, :class:`VideoReader`, :class:`VideoDecodeError`
+- decoding (:mod:`~videozoo.data.decode`): :func:`read_clip`, :class:`VideoReader`, :class:`VideoDecodeError`,
+  :class:`NoReadableVideoError`
 - clip sampling (:mod:`~videozoo.data.sampling`): random / uniform / sliding-window clips, fps resampling, padding
 - datasets (:mod:`~videozoo.data.datasets`): :class:`UCF101`, :class:`HMDB51`, :class:`Kinetics400`,
   :class:`VideoFolder`, :class:`VideoList`; :func:`scan_dataset` (:mod:`~videozoo.data.scan`)
@@ -29,6 +30,7 @@ from videozoo.data.datasets import (
 )
 from videozoo.data.decode import (
     VIDEO_EXTENSIONS,
+    NoReadableVideoError,
     VideoDecodeError,
     VideoInfo,
     VideoReader,
@@ -80,6 +82,7 @@ __all__ = [
     "ClipSampler",
     "Kinetics400",
     "NoAudioError",
+    "NoReadableVideoError",
     "PairedTransform",
     "RandomClipSampler",
     "ScanEntry",

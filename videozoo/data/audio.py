@@ -24,7 +24,7 @@ import torch
 import torchaudio.functional as AF
 from einops import rearrange
 
-from videozoo.data.decode import VideoDecodeError
+from videozoo.data.decode import VideoDecodeError, probe_video
 
 FLOAT64_EPS = float(np.finfo(np.float64).eps)  # what python_speech_features puts in place of zero energies
 PCM_SCALE = 32768.0  # GDT feeds int16 sample values, not [-1, 1] floats; this scale gives the same log levels
@@ -54,9 +54,18 @@ def _open(path: str | Path) -> av.container.InputContainer:
         raise VideoDecodeError(path, f"{type(err).__name__}: {err}") from err
 
 
-def _origin_seconds(container: av.container.InputContainer) -> float:
-    """Time of the first video frame: audio offsets are counted from it, so frame i <-> i / fps seconds."""
-    stream = container.streams.video[0] if container.streams.video else container.streams.audio[0]
+def _origin_seconds(container: av.container.InputContainer, path: str | Path) -> float:
+    """Time of the first video frame: audio offsets are counted from it, so frame i <-> i / fps seconds.
+
+    The video stream is the one the frame readers read (:attr:`~videozoo.data.VideoInfo.stream_index`), which
+    in a file with several video streams need not be the first.
+    """
+    stream = container.streams.audio[0]
+    if container.streams.video:
+        try:
+            stream = container.streams[probe_video(path).stream_index]  # cached: the frame reader probed it
+        except VideoDecodeError:  # no decodable video: the first video stream's clock still places the audio
+            stream = container.streams.video[0]
     return float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
 
 
@@ -93,7 +102,7 @@ def load_audio_segment(path: str | Path, start_s: float, duration_s: float, samp
             raise NoAudioError(path)
         stream = container.streams.audio[0]
         native = stream.codec_context.sample_rate
-        start = _origin_seconds(container) + start_s
+        start = _origin_seconds(container, path) + start_s
         margin = 0.05  # decoded on both sides so the resampling filter sees real signal at the edges
         wave, first = _decode_mono(container, stream, start - margin, start + duration_s + margin)
     if start >= first + len(wave) / native:

@@ -9,6 +9,13 @@ frame), which
 * reads the rotation side data (phones store portrait video as landscape plus a display matrix),
   which decord 0.6 mishandles, so rotated videos are decoded by PyAV and rotated upright here.
 
+One video stream: a file may hold several (a second camera, a thumbnail track, cover art). The probe
+picks the stream FFmpeg ranks best (``av_find_best_stream``: default disposition first), or the next
+one when that does not decode, and records it in :attr:`VideoInfo.stream_index`; every reader here
+reads that stream, so frame counts, rates and frames agree. decord cannot be told which stream to
+read and its bundled FFmpeg ranks streams by another rule, so files with more than one video stream
+are read with PyAV.
+
 Everything else goes to decord (random access through its frame index, resizing inside the
 decoder). Whatever decord cannot open (AV1, and other codecs its bundled FFmpeg lacks) or fails to
 decode falls back to PyAV, which seeks to the keyframe before the first wanted frame and decodes
@@ -32,6 +39,8 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +57,42 @@ VIDEO_EXTENSIONS = (
 )  # fmt: skip
 BACKENDS = ("auto", "decord", "pyav")
 _PROBE_PACKETS = 512  # give up looking for a first decodable frame after this many packets
+FFMPEG_LOGS_ENV = "VIDEOZOO_FFMPEG_LOGS"  # "1": let FFmpeg's own log lines through (`videozoo ... --verbose`)
+
+
+def show_ffmpeg_logs(show: bool) -> None:
+    """Whether FFmpeg's own log lines (``[h264 @ 0x…] error while decoding MB …``) reach the terminal.
+
+    PyAV and decord each carry an FFmpeg that logs every damaged packet. A damaged file already reaches the
+    caller as a :class:`VideoDecodeError`, or as clips from its intact part, so the lines only bury a program's
+    output. Shown, PyAV's go through Python's logging (``libav.*`` loggers, warnings and up) and decord's
+    straight to stderr (errors). Off by default: see :func:`_ffmpeg_logs_from_env`.
+    """
+    av.logging.set_level(av.logging.WARNING if show else None)
+    _set_decord_logs(show)
+
+
+def _set_decord_logs(show: bool) -> None:
+    try:
+        import decord
+    except ImportError:  # no decord on this platform: PyAV decodes everything
+        return
+    decord.logging.set_level(decord.logging.ERROR if show else decord.logging.QUIET)
+
+
+def _ffmpeg_logs_from_env() -> None:
+    """At import, before any reader opens: FFmpeg's log lines off unless ``VIDEOZOO_FFMPEG_LOGS=1``.
+
+    Only decord needs silencing (its FFmpeg logs errors unless told otherwise); PyAV logs nothing unless asked,
+    and keeps any level its user set. The variable reaches DataLoader workers, which import this module afresh.
+    """
+    if os.environ.get(FFMPEG_LOGS_ENV, "") not in ("", "0"):
+        show_ffmpeg_logs(True)
+    else:
+        _set_decord_logs(False)
+
+
+_ffmpeg_logs_from_env()
 
 
 class VideoDecodeError(RuntimeError):
@@ -61,6 +106,14 @@ class VideoDecodeError(RuntimeError):
         if type(self) is VideoDecodeError:
             return VideoDecodeError, (self.path, str(self.cause))
         return super().__reduce__()
+
+
+class NoReadableVideoError(RuntimeError):
+    """Not one of the videos given could be read: the inputs are wrong, not one damaged file among good ones.
+
+    Raised by the functions that read many videos and skip the bad ones (embedding, searching, testing), where
+    skipping every one would leave nothing to return.
+    """
 
 
 @dataclass(frozen=True)
@@ -77,9 +130,28 @@ class VideoInfo:
     codec: str
     container: str
     has_audio: bool
+    stream_index: int = 0  # the video stream every reader reads (an index into all of the file's streams)
+    video_streams: int = 1  # video streams in the file; decord reads only files with one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@contextmanager
+def as_decode_error(path: str | os.PathLike) -> Iterator[None]:
+    """Inside the block, any failure becomes a :class:`VideoDecodeError` naming ``path``.
+
+    For code that reads many files and must report a bad one and go on: besides the errors the readers
+    raise themselves, a file can fail in ways no reader anticipated (frame indices past the end of a
+    file shorter than its header says, a decoder error, a transform choking on odd frames), and each
+    of those concerns that one file.
+    """
+    try:
+        yield
+    except VideoDecodeError:
+        raise
+    except Exception as e:
+        raise VideoDecodeError(path, f"{type(e).__name__}: {e}") from e
 
 
 def _check_file(path: str) -> None:
@@ -109,6 +181,49 @@ def _fps_of(stream: av.video.stream.VideoStream) -> float:
     return 0.0
 
 
+def _candidate_streams(container: av.container.InputContainer) -> list[av.video.stream.VideoStream]:
+    """Video streams, best first: FFmpeg's pick, then the rest in file order, cover art last."""
+    streams = list(container.streams.video)
+    try:
+        best = container.streams.best("video")
+    except Exception:  # no ranking available: file order
+        best = None
+    streams.sort(key=lambda s: (bool(s.disposition & av.stream.Disposition.attached_pic), s is not best, s.index))
+    return streams
+
+
+def _first_frame(container: av.container.InputContainer, stream: av.video.stream.VideoStream, rewind: bool) -> Any:
+    """The first frame ``stream`` decodes within :data:`_PROBE_PACKETS` packets, or ``None``."""
+    if rewind:  # another stream was tried first and the demuxer has moved on
+        container.seek(0)
+    for n, packet in enumerate(container.demux(stream)):
+        try:
+            frames = packet.decode()
+        except av.FFmpegError:  # a corrupt packet in a stream that may still decode later
+            frames = []
+        if frames:
+            return frames[0]
+        if n >= _PROBE_PACKETS:
+            break
+    return None
+
+
+def _pick_stream(container: av.container.InputContainer, path: str) -> tuple[Any, av.VideoFrame]:
+    """The video stream to read (the best that decodes) and its first frame; :class:`VideoDecodeError` if none."""
+    candidates = _candidate_streams(container)
+    if not candidates:
+        raise VideoDecodeError(path, "no video stream")
+    for n, stream in enumerate(candidates):
+        first = _first_frame(container, stream, rewind=n > 0)
+        if first is not None:
+            if stream is not candidates[0]:
+                log.debug(
+                    "%s: video stream %d does not decode; reading stream %d", path, candidates[0].index, stream.index
+                )
+            return stream, first
+    raise VideoDecodeError(path, "no decodable video frame")
+
+
 _probe_cache: dict[tuple[str, int, int], VideoInfo] = {}
 
 
@@ -125,19 +240,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         return _probe_cache[key]
     try:
         with av.open(path, metadata_errors="ignore") as container:
-            if not container.streams.video:
-                raise VideoDecodeError(path, "no video stream")
-            stream = container.streams.video[0]
-            first = None
-            for n, packet in enumerate(container.demux(stream)):
-                frames = packet.decode()
-                if frames:
-                    first = frames[0]
-                    break
-                if n >= _PROBE_PACKETS:
-                    break
-            if first is None:
-                raise VideoDecodeError(path, "no decodable video frame")
+            stream, first = _pick_stream(container, path)
             rotation = _rotation_of(first)
             w, h = first.width, first.height
             if rotation % 180:
@@ -156,6 +259,8 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
                 codec=stream.codec_context.name,
                 container=container.format.name,
                 has_audio=bool(container.streams.audio),
+                stream_index=stream.index,
+                video_streams=len(container.streams.video),
             )
     except VideoDecodeError:
         raise
@@ -212,10 +317,12 @@ class _PyAVBackend:
 
     name = "pyav"
 
-    def __init__(self, path: str, out_hw: tuple[int, int] | None, rotation: int, num_threads: int) -> None:
+    def __init__(
+        self, path: str, out_hw: tuple[int, int] | None, rotation: int, num_threads: int, stream_index: int
+    ) -> None:
         self.path, self.rotation = path, rotation
         self.container = av.open(path, metadata_errors="ignore")
-        self.stream = self.container.streams.video[0]
+        self.stream = self.container.streams[stream_index]
         self.stream.codec_context.thread_count = num_threads
         self.fps = _fps_of(self.stream)
         pts, keys = [], []
@@ -301,8 +408,8 @@ class VideoReader:
     Args:
         path: the video file.
         size: resize while decoding: an int sets the short side (aspect kept), a pair is ``(H, W)``.
-        backend: ``"auto"`` (decord unless the video is rotated or decord fails, then PyAV),
-            ``"decord"`` or ``"pyav"``.
+        backend: ``"auto"`` (decord unless the video is rotated, holds several video streams or decord
+            fails, then PyAV), ``"decord"`` or ``"pyav"``.
         num_threads: decoder threads; keep it at 1 inside DataLoader workers.
     """
 
@@ -324,7 +431,11 @@ class VideoReader:
         self._backend: _DecordBackend | _PyAVBackend | None = None
         if backend == "decord" and self.info.rotation:
             raise VideoDecodeError(self.path, f"rotated by {self.info.rotation} degrees; decord cannot rotate")
-        if backend in ("auto", "decord") and not self.info.rotation:
+        if backend == "decord" and self.info.video_streams > 1:
+            raise VideoDecodeError(
+                self.path, f"{self.info.video_streams} video streams; decord cannot be told which one to read"
+            )
+        if backend in ("auto", "decord") and not self.info.rotation and self.info.video_streams == 1:
             try:
                 hw = self.out_hw or (self.info.height, self.info.width)
                 self._backend = _DecordBackend(self.path, hw, self.out_hw is not None, num_threads)
@@ -334,10 +445,13 @@ class VideoReader:
                 log.debug("decord cannot open %s (%s); using PyAV", self.path, e)
         if self._backend is None:
             self._open_pyav()
+        self._first_count = len(self)  # what callers sampled indices from; a fallback may count fewer
 
     def _open_pyav(self) -> None:
         try:
-            self._backend = _PyAVBackend(self.path, self.out_hw, self.info.rotation, self.num_threads)
+            self._backend = _PyAVBackend(
+                self.path, self.out_hw, self.info.rotation, self.num_threads, self.info.stream_index
+            )
         except Exception as e:
             raise VideoDecodeError(self.path, f"{type(e).__name__}: {e}") from e
 
@@ -361,6 +475,11 @@ class VideoReader:
         if idx.size == 0:
             raise ValueError("no frame indices given")
         if idx.min() < 0 or idx.max() >= len(self):
+            if len(self) < self._first_count and idx.min() >= 0 and idx.max() < self._first_count:
+                # indices sampled from the first count, valid then: the file is at fault, not the caller
+                raise VideoDecodeError(
+                    self.path, f"only {len(self)} of the {self._first_count} frames first counted decode"
+                )
             raise IndexError(f"frame indices {idx.min()}..{idx.max()} outside 0..{len(self) - 1} of {self.path}")
         uniq, inverse = np.unique(idx, return_inverse=True)
         try:

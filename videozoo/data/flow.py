@@ -5,12 +5,12 @@ default parameters on consecutive grey frames, as CoCLR; RAFT (Teed & Deng, ECCV
 fast GPU option. CoCLR's storage: each flow field clipped to ±20 px, quantised to uint8 = round((f + 20) * 255 / 40)
 and saved as a 3-channel JPEG (R = x, G = y, B = 128).
 
-Store layout (read by the datasets): ``<dst>/<video path relative to src, no extension>/flow_%05d.jpg``; file i
-holds the flow from frame i to frame i + 1 (a video of N frames has N - 1 files), at the video's stored
-resolution or with its short side resized to ``size`` exactly as ``read_clip(size=...)`` resizes RGB. A folder is
-complete only when it holds ``.done`` (JSON: frames, height, width, method): frames are written into
-``<name>.partial`` and the folder is renamed into place after ``.done``, so an interrupted run leaves nothing that
-looks finished, and a rerun skips every finished video.
+Store layout (read by the datasets): ``<dst>/<video path relative to src, no extension>/flow_%05d.jpg`` (for a
+single video file ``src``: ``<dst>/<its name, no extension>/``); file i holds the flow from frame i to frame i + 1
+(a video of N frames has N - 1 files), at the video's stored resolution or with its short side resized to ``size``
+exactly as ``read_clip(size=...)`` resizes RGB. A folder is complete only when it holds ``.done`` (JSON: frames,
+height, width, method): frames are written into ``<name>.partial`` and the folder is renamed into place after
+``.done``, so an interrupted run leaves nothing that looks finished, and a rerun skips every finished video.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import torch
 from einops import rearrange
 from tqdm.auto import tqdm
 
-from videozoo.data.decode import is_video_file, open_video
+from videozoo.data.decode import VIDEO_EXTENSIONS, is_video_file, open_video
 
 FLOW_BOUND = 20.0  # px; CoCLR clips flow to ±20 before quantising
 DONE = ".done"
@@ -139,15 +139,20 @@ def read_flow_clip(video_flow_dir: str | os.PathLike, indices: Sequence[int] | t
     """uint8 (T, 3, H, W) flow frames aligned with RGB frame ``indices``: index i reads flow i -> i + 1, and the
     last frame of the video (which has no successor) repeats the last flow. Dequantise with
     :func:`dequantise_flow`, or feed as an image clip (CoCLR normalises it like RGB)."""
-    from torchvision.io import decode_jpeg, read_file
-
     folder = Path(video_flow_dir)
     count = flow_info(folder)["frames"]
     wanted = [min(max(int(i), 0), count - 1) for i in (indices.tolist() if torch.is_tensor(indices) else indices)]
-    unique = sorted(set(wanted))
-    images = decode_jpeg([read_file(str(folder / f"flow_{i:05d}.jpg")) for i in unique])  # list of (3, H, W)
-    by_index = dict(zip(unique, images))
+    by_index = {i: _read_jpeg(folder / f"flow_{i:05d}.jpg") for i in sorted(set(wanted))}
     return torch.stack([by_index[i] for i in wanted])
+
+
+def _read_jpeg(path: Path) -> torch.Tensor:
+    """A flow JPEG as uint8 (3, H, W) R, G, B. Read by OpenCV, which wrote it: torchvision's image decoders
+    (``decode_jpeg``, ``decode_image``) warn that they are deprecated from torchvision 0.29 on."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:  # OpenCV says neither "missing" nor "corrupt"
+        raise OSError(f"cannot read {path}: {'not a JPEG' if path.is_file() else 'no such file'}")
+    return torch.from_numpy(rearrange(bgr[..., ::-1], "h w c -> c h w").copy())
 
 
 def _write_jpeg(path: Path, flow_q: np.ndarray, quality: int) -> None:
@@ -230,7 +235,8 @@ def extract_flow_folder(src: str | os.PathLike, dst: str | os.PathLike, *, metho
                         workers: int | None = None, size: int | tuple[int, int] | None = None, progress: bool = True,
                         jpeg_quality: int = 95, device: str | torch.device = "cpu",
                         raft_weights: str | os.PathLike | dict | None = None) -> FlowSummary:
-    """Extract flow for every video under ``src`` into the store at ``dst`` (layout: module docstring).
+    """Extract flow for every video under the folder ``src``, or for ``src`` itself when it is a video file, into the
+    store at ``dst`` (layout: module docstring).
 
     ``method``: "tvl1" (CPU, ``workers`` processes, each decoding its own videos; default all cores) or "raft"
     (one process on ``device``, ``raft_weights`` as :func:`load_raft`). Finished videos (``.done``) are skipped, so
@@ -239,12 +245,10 @@ def extract_flow_folder(src: str | os.PathLike, dst: str | os.PathLike, *, metho
     if method not in ("tvl1", "raft"):
         raise ValueError(f"method must be 'tvl1' or 'raft', got {method!r}")
     src, dst = Path(src), Path(dst)
-    if not src.is_dir():
-        raise NotADirectoryError(f"{src}: not a folder of videos")
-    videos = sorted(p for p in src.rglob("*") if p.is_file() and is_video_file(p) and dst not in p.parents)
+    root, videos = _videos_to_extract(src, dst)
     targets: dict[Path, Path] = {}
     for video in videos:
-        out = flow_dir(dst, src, video)
+        out = flow_dir(dst, root, video)
         if out in targets:
             raise ValueError(f"{video} and {targets[out]} would share the flow folder {out}; rename one")
         targets[out] = video
@@ -277,6 +281,16 @@ def extract_flow_folder(src: str | os.PathLike, dst: str | os.PathLike, *, metho
     return summary
 
 
+def _videos_to_extract(src: Path, dst: Path) -> tuple[Path, list[Path]]:
+    """The folder the store's paths are relative to, and the videos: ``src`` itself when it is a file (whatever its
+    extension: it was named on purpose), else every file with a video extension under it, outside ``dst``."""
+    if src.is_file():
+        return src.parent, [src]
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: no such video file or folder of videos")
+    return src, sorted(p for p in src.rglob("*") if p.is_file() and is_video_file(p) and dst not in p.parents)
+
+
 def _pool_context() -> mp.context.BaseContext:
     """Not fork: a child forked from a process whose OpenCV (or torch) thread pool has run inherits its locks but
     not its threads and hangs in the first parallel call. A forkserver starts clean, imports this module once,
@@ -306,7 +320,7 @@ def _run_raft(job: tuple, raft: torch.nn.Module) -> tuple[str, int | None, str |
 # -- `videozoo flow SRC DST` --------------------------------------------------------------------------------------
 def add_flow_arguments(parser) -> None:
     """The arguments of ``videozoo flow``, for the CLI's sub-parser."""
-    parser.add_argument("src", help="folder of videos (searched recursively)")
+    parser.add_argument("src", help="a video file, or a folder of videos (searched recursively)")
     parser.add_argument("dst", help="flow store: <dst>/<video path without extension>/flow_%%05d.jpg")
     parser.add_argument("--method", choices=("tvl1", "raft"), default="tvl1", help="TV-L1 on CPUs, or RAFT on --device")
     parser.add_argument("--workers", type=int, default=None, help="TV-L1 processes (default: all cores)")
@@ -314,17 +328,24 @@ def add_flow_arguments(parser) -> None:
     parser.add_argument("--jpeg-quality", type=int, default=95)
     parser.add_argument("--device", default="cpu", help="RAFT's device, e.g. cuda")
     parser.add_argument("--raft-weights", default=None, help="RAFT state dict file (random weights otherwise)")
-    parser.add_argument("--no-progress", action="store_true")
 
 
 def run_flow_command(args) -> int:
-    """Run ``videozoo flow`` from parsed arguments; exit status 1 when some videos failed (listed on stderr)."""
+    """Run ``videozoo flow`` from parsed arguments (``quiet``: the CLI's no-progress flag); exit status 1 when some
+    videos failed (listed on stderr). A run with no flow to show, now or from before (every video failed, or none
+    was found), raises :class:`~videozoo.data.decode.NoReadableVideoError`: the input is wrong, not one file."""
     import sys
 
+    from videozoo.data.decode import NoReadableVideoError
+
     summary = extract_flow_folder(args.src, args.dst, method=args.method, workers=args.workers, size=args.size,
-                                  progress=not args.no_progress, jpeg_quality=args.jpeg_quality, device=args.device,
+                                  progress=not args.quiet, jpeg_quality=args.jpeg_quality, device=args.device,
                                   raft_weights=args.raft_weights)
     print(summary)
     for video, error in summary.failed.items():
         print(f"failed: {video}: {error}", file=sys.stderr)
+    if not (summary.done or summary.skipped):
+        why = "no video could be read (listed above)" if summary.failed else \
+            f"it holds no video file ({', '.join(VIDEO_EXTENSIONS)})"  # fmt: skip
+        raise NoReadableVideoError(f"no flow from {args.src}: {why}")
     return 1 if summary.failed else 0

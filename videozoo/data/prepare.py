@@ -720,18 +720,17 @@ def _write_report(summary: PrepareSummary, path: Path) -> None:
 
 # -- `videozoo prepare SRC DST --short-side N` ----------------------------------------------------------------------
 def run_prepare_command(args: Any) -> int:
-    """Run ``videozoo prepare`` from parsed arguments: 0 all prepared, 1 some files failed (listed on stderr and in
-    the report), 2 a usage error (SRC missing, bad settings)."""
-    try:
-        summary = prepare_folder(
-            args.src, args.dst, short_side=args.short_side, workers=args.workers,
-            keyframe_interval=KEYFRAME_INTERVAL if args.keyframe_interval is None else args.keyframe_interval,
-            crf=CRF if args.crf is None else args.crf,
-            overwrite=args.overwrite, progress=not args.quiet,
-        )  # fmt: skip
-    except (OSError, ValueError) as err:
-        print(f"videozoo prepare: error: {err}", file=sys.stderr)
-        return 2
+    """Run ``videozoo prepare`` from parsed arguments (``quiet``: the CLI's no-progress flag): 0 when every video was
+    prepared or already done, 1 when some failed (listed on stderr and in the report). Bad settings or folders raise
+    (the CLI's usage error, exit 2), and so does a run with nothing to show, now or from before (every video failed,
+    or SRC holds none): :class:`~videozoo.data.decode.NoReadableVideoError`, the input is wrong, not one file."""
+    from videozoo.data.decode import VIDEO_EXTENSIONS, NoReadableVideoError
+
+    summary = prepare_folder(
+        args.src, args.dst, short_side=args.short_side, workers=args.workers,
+        keyframe_interval=KEYFRAME_INTERVAL if args.keyframe_interval is None else args.keyframe_interval,
+        crf=CRF if args.crf is None else args.crf, overwrite=args.overwrite, progress=not args.quiet,
+    )  # fmt: skip
     print(summary)
     for video in summary.prepared:
         for note in video.notes:
@@ -739,4 +738,8 @@ def run_prepare_command(args: Any) -> int:
     for video, error in summary.failed.items():
         print(f"failed: {video}: {error}", file=sys.stderr)
     print(f"report: {Path(summary.dst) / REPORT_NAME}")
+    if not (summary.prepared or summary.skipped):
+        why = "no video could be read (listed above)" if summary.failed else \
+            f"it holds no video file ({', '.join(VIDEO_EXTENSIONS)})"  # fmt: skip
+        raise NoReadableVideoError(f"nothing prepared from {args.src}: {why}")
     return 0 if summary.ok else 1

@@ -11,6 +11,10 @@ Clips longer than the video start at frame 0 and are padded by one rule, chosen 
 * ``"error"``: raise ``ValueError``.
 
 Every function returns int64 frame indices, ``(T,)`` for one clip, ``(N, T)`` for several.
+
+Padding is fine for a video a few frames short, but a 3-frame video looped to an 8-frame clip is
+mostly repeats: :func:`short_clip_note` says so for a video that supplies less than
+:data:`MIN_COVERAGE` of a clip's frames, and embedding, prediction and the datasets count such videos.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 PAD_MODES = ("loop", "repeat_last", "error")
+MIN_COVERAGE = 0.5  # a video supplying less than this fraction of a clip's frames is reported as mostly padding
 
 
 def clip_offsets(
@@ -46,6 +51,36 @@ def _ratio(fps: float | None, native_fps: float | None) -> float:
 def clip_span(num_frames: int, *, stride: int = 1, fps: float | None = None, native_fps: float | None = None) -> int:
     """How many native frames a clip covers, first to last inclusive."""
     return int(clip_offsets(num_frames, stride=stride, fps=fps, native_fps=native_fps)[-1]) + 1
+
+
+def clip_coverage(
+    num_video_frames: int,
+    *,
+    num_frames: int = 16,
+    stride: int = 1,
+    fps: float | None = None,
+    native_fps: float | None = None,
+) -> float:
+    """Fraction of one clip's frames that a ``num_video_frames`` video supplies itself (1.0 when a clip fits)."""
+    offsets = clip_offsets(num_frames, stride=stride, fps=fps, native_fps=native_fps)
+    return float(np.mean(offsets < num_video_frames))
+
+
+def short_clip_note(
+    num_video_frames: int,
+    *,
+    num_frames: int = 16,
+    stride: int = 1,
+    fps: float | None = None,
+    native_fps: float | None = None,
+    pad: str = "loop",
+) -> str | None:
+    """Why a video's clips are mostly padding (it supplies less than :data:`MIN_COVERAGE` of one), else ``None``."""
+    coverage = clip_coverage(num_video_frames, num_frames=num_frames, stride=stride, fps=fps, native_fps=native_fps)
+    if coverage >= MIN_COVERAGE:
+        return None
+    own = round(coverage * num_frames)
+    return f"{num_video_frames} frames supply {own} of the {num_frames} frames a clip needs (the rest: {pad} padding)"
 
 
 def pad_indices(indices: np.ndarray, num_video_frames: int, pad: str = "loop") -> np.ndarray:
@@ -189,6 +224,10 @@ class ClipSampler:
     def span(self, native_fps: float | None = None) -> int:
         """Native frames one clip covers."""
         return clip_span(self.num_frames, stride=self.stride, fps=self.fps, native_fps=native_fps)
+
+    def short_clip_note(self, num_video_frames: int, native_fps: float | None = None) -> str | None:
+        """:func:`short_clip_note` for this sampler's clips: ``None`` unless they are mostly padding."""
+        return short_clip_note(num_video_frames, **self._kw(native_fps))
 
     def _kw(self, native_fps: float | None) -> dict:
         return {

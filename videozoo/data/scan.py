@@ -2,6 +2,7 @@
 
 ``scan_dataset`` opens every video the way training will (probe, then decord or PyAV), decodes its
 first, middle and last frames, and reports. ``videozoo scan DATASET`` prints :meth:`ScanReport.summary`.
+A path that does not exist, or a folder or list holding no videos, is an error, not an empty "OK".
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from videozoo.data.decode import VideoDecodeError, VideoReader, is_video_file
+from videozoo.data.decode import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader, as_decode_error, is_video_file
 from videozoo.data.sampling import clip_span
 
 PROBLEMS = ("unreadable", "short", "no_audio")
@@ -68,8 +69,8 @@ class ScanReport:
 
     @property
     def ok(self) -> bool:
-        """No unreadable video, none too short, and (with ``need_audio``) none without audio."""
-        return not (self.unreadable or self.short or (self.need_audio and self.no_audio))
+        """Some videos, none unreadable, none too short, and (with ``need_audio``) none without audio."""
+        return bool(self.entries) and not (self.unreadable or self.short or (self.need_audio and self.no_audio))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,10 +117,14 @@ class ScanReport:
 
 
 def scan_video(path: str | os.PathLike, *, min_frames: int = 1, backend: str = "auto") -> ScanEntry:
-    """Open ``path`` as training would and decode its first, middle and last frames."""
+    """Open ``path`` as training would and decode its first, middle and last frames.
+
+    Any failure (not only the readers' own :class:`VideoDecodeError`) makes the video "unreadable": a scan
+    reports every file and never stops at one.
+    """
     entry = ScanEntry(path=os.fspath(path))
     try:
-        with VideoReader(path, backend=backend) as reader:
+        with as_decode_error(path), VideoReader(path, backend=backend) as reader:
             n = len(reader)
             reader.get_frames([0, n // 2, n - 1])
             info = reader.info
@@ -141,6 +146,8 @@ def scan_video(path: str | os.PathLike, *, min_frames: int = 1, backend: str = "
 def _paths_of(dataset_or_root: Any) -> tuple[list[str], str]:
     if isinstance(dataset_or_root, (str, os.PathLike)):
         root = Path(dataset_or_root)
+        if not root.exists():
+            raise FileNotFoundError(f"nothing to scan: {root} does not exist (expected a video folder, list or file)")
         if root.is_dir():
             return sorted(str(p) for p in root.rglob("*") if p.is_file() and is_video_file(p)), str(root)
         if root.is_file() and not is_video_file(root):  # a list/CSV of videos
@@ -169,6 +176,9 @@ def scan_dataset(
 ) -> ScanReport:
     """Scan a :class:`VideoDataset`, a folder (every video below it), a list file or a list of paths.
 
+    Raises ``FileNotFoundError`` for a path that does not exist and ``ValueError`` when there is no video
+    to scan (an empty folder, an empty list).
+
     Args:
         clip_frames, stride: the clip a video must hold (default: the dataset's sampler, else 16 and 1).
         need_audio: count videos without an audio stream as a problem (audio-visual training).
@@ -176,6 +186,8 @@ def scan_dataset(
         progress: a tqdm bar.
     """
     paths, source = _paths_of(dataset_or_root)
+    if not paths:
+        raise ValueError(f"no videos to scan in {source} (video files end in {', '.join(VIDEO_EXTENSIONS)})")
     sampler = getattr(dataset_or_root, "sampler", None)
     clip_frames = clip_frames or getattr(sampler, "num_frames", 16)
     stride = stride or getattr(sampler, "stride", 1)

@@ -36,7 +36,7 @@ from videozoo.eval.retrieval import (
     retrieval_from_features,
     retrieval_sets,
 )
-from videozoo.eval.search import SearchHit, search, search_videos
+from videozoo.eval.search import SearchHit, SearchResults, search, search_videos
 from videozoo.eval.video_predict import (
     TEST_PROTOCOLS,
     VideoPrediction,
@@ -55,6 +55,7 @@ __all__ = [
     "LinearProbeResult",
     "RetrievalProtocol",
     "SearchHit",
+    "SearchResults",
     "VideoPrediction",
     "classification_report",
     "confusion_matrix",

@@ -9,21 +9,23 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["EmbedResult", "embed_videos", "load_features", "save_features"]
+__all__ = ["EmbedResult", "describe_failures", "embed_videos", "input_report", "load_features", "save_features"]
 
 
 @dataclass
 class EmbedResult:
     features: torch.Tensor  # (N, D) float32, one row per readable video
     paths: list[str]
-    failed: dict[str, str] = field(default_factory=dict)  # path -> why it could not be read
+    failed: dict[str, str] = field(default_factory=dict)  # path -> why it was skipped (missing, unreadable, ...)
     model: str = ""  # the model that made the features (kept in the file so search can check it)
+    padded: dict[str, str] = field(default_factory=dict)  # path -> note: embedded, but its clips are mostly padding
 
 
 @torch.inference_mode()
@@ -39,12 +41,15 @@ def embed_videos(
 
     The pooled backbone embedding is used even when the model has a classifier head.
 
-    Clip length, frame stride / fps and preprocessing come from the model's input spec. A video
-    that cannot be decoded is reported in ``failed`` and skipped; the others go on.
+    Clip length, frame stride / fps and preprocessing come from the model's input spec. A video that
+    fails in any way (missing, not a video, shorter than its header says, ...) is reported in ``failed``
+    and skipped; the others go on. A video supplying less than half of a clip's frames is embedded from
+    looped frames and noted in ``padded``. Raises ``ValueError`` without videos and
+    :class:`~videozoo.data.decode.NoReadableVideoError` (a ``RuntimeError``) when none could be read, rather than
+    return an empty result.
     """
     from videozoo.api import input_spec_of, transforms_for
-    from videozoo.data.decode import VideoDecodeError, open_video
-    from videozoo.data.sampling import uniform_clips
+    from videozoo.data.decode import NoReadableVideoError, VideoDecodeError, as_decode_error
     from videozoo.eval.retrieval import clip_features
 
     spec = input_spec_of(model)
@@ -52,55 +57,97 @@ def embed_videos(
         raise ValueError(
             f"embed_videos reads RGB frames; {getattr(model, 'zoo_name', 'this model')} takes {spec.channels} input"
         )
+    if not videos:
+        raise ValueError("no videos to embed")
     transform = transforms_for(model)
     model = model.to(device).eval()
-    rows, paths, failed = [], [], {}
+    rows, paths, failed, padded = [], [], {}, {}
     for path in tqdm(videos, desc="embedding", unit="video", disable=not progress):
         try:
-            reader = open_video(path)
-            indices = uniform_clips(
-                len(reader),
-                num_clips=clips,
-                num_frames=spec.frames,
-                stride=spec.stride,
-                fps=spec.fps,
-                native_fps=reader.fps,
-            )  # (N, T)
-            batch = torch.stack([transform(reader.get_frames(idx)) for idx in indices])  # (N, C, T, H, W)
+            with as_decode_error(path):
+                batch, note = _clips(path, spec=spec, transform=transform, clips=clips)
         except VideoDecodeError as exc:
-            failed[str(path)] = str(exc)
+            failed[str(path)] = str(exc.cause or exc)
             continue
+        if note:
+            padded[str(path)] = note
         rows.append(clip_features(model, batch.to(device)).float().mean(dim=0).cpu())  # pooled, head skipped
         paths.append(str(path))
-    features = torch.stack(rows) if rows else torch.empty(0, getattr(model, "num_features", 0))
-    return EmbedResult(features=features, paths=paths, failed=failed)
+    if not rows:
+        raise NoReadableVideoError(f"none of the {len(failed)} videos could be read: {describe_failures(failed)}")
+    return EmbedResult(features=torch.stack(rows), paths=paths, failed=failed, padded=padded)
+
+
+def _clips(path: str | Path, *, spec: Any, transform: Any, clips: int) -> tuple[torch.Tensor, str | None]:
+    """``clips`` uniform clips of one video, preprocessed ``(N, C, T, H, W)``, and a note if they are mostly padding."""
+    from videozoo.data.decode import open_video
+    from videozoo.data.sampling import short_clip_note, uniform_clips
+
+    reader = open_video(path)
+    kw = {"num_frames": spec.frames, "stride": spec.stride, "fps": spec.fps, "native_fps": reader.fps}
+    indices = uniform_clips(len(reader), num_clips=clips, **kw)  # (N, T)
+    batch = torch.stack([transform(reader.get_frames(idx)) for idx in indices])  # (N, C, T, H, W)
+    return batch, short_clip_note(len(reader), **kw)
+
+
+def input_report(failed: dict[str, str], padded: dict[str, str], *, total: int, action: str) -> list[str]:
+    """Lines for the user: the videos skipped (with why) and those used although mostly padding.
+
+    ``action`` says what the skipped videos missed (``"embedded"``, ``"searched"``, ...). Empty when all is well.
+    """
+    lines = []
+    if failed:
+        lines.append(f"skipped {len(failed)} of {total} videos (not {action}):")
+        lines += [f"  {path}: {why}" for path, why in failed.items()]
+    if padded:
+        lines.append(f"warning: {len(padded)} of {total} videos supply less than half of a clip's frames; "
+                     "their clips are mostly padding:")  # fmt: skip
+        lines += [f"  {path}: {note}" for path, note in padded.items()]
+    return lines
+
+
+def describe_failures(failed: dict[str, str], limit: int = 5) -> str:
+    """``path (cause); ...`` for the first ``limit`` failures, then how many more: one line for an error message."""
+    listed = "; ".join(f"{path} ({why})" for path, why in list(failed.items())[:limit])
+    return listed + (f"; ... and {len(failed) - limit} more" if len(failed) > limit else "")
 
 
 def save_features(result: EmbedResult, path: str | Path, *, model_name: str = "") -> Path:
-    """Write features to ``.safetensors`` (paths in the metadata) or ``.npz`` (paths as an array)."""
+    """Write features to ``.safetensors`` (paths in the metadata) or ``.npz`` (paths as an array).
+
+    The videos that were skipped (``failed``) and padded (``padded``) are kept too, as JSON, so the file says
+    which of its inputs it lacks. A result without features is refused: an empty index is of no use.
+    """
     path = Path(path)
+    if path.suffix not in (".npz", ".safetensors"):
+        raise ValueError(f"feature files are .safetensors or .npz, got {path.name!r}")
+    if result.features.ndim != 2 or result.features.shape[0] == 0:
+        raise ValueError(f"no features to write to {path} ({len(result.failed)} videos failed)")
     path.parent.mkdir(parents=True, exist_ok=True)
+    failed, padded = json.dumps(result.failed), json.dumps(result.padded)
     if path.suffix == ".npz":
-        np.savez(path, features=result.features.numpy(), paths=np.array(result.paths), model=model_name)
-    elif path.suffix == ".safetensors":
+        np.savez(path, features=result.features.numpy(), paths=np.array(result.paths), model=model_name,
+                 failed=failed, padded=padded)  # fmt: skip
+    else:
         from safetensors.torch import save_file
 
-        meta = {"paths": json.dumps(result.paths), "model": model_name}
+        meta = {"paths": json.dumps(result.paths), "model": model_name, "failed": failed, "padded": padded}
         save_file({"features": result.features.contiguous()}, str(path), metadata=meta)
-    else:
-        raise ValueError(f"feature files are .safetensors or .npz, got {path.name!r}")
     return path
 
 
 def load_features(path: str | Path) -> EmbedResult:
-    """Read a file written by :func:`save_features`."""
+    """Read a file written by :func:`save_features` (files from before ``failed``/``padded`` were kept read too)."""
     path = Path(path)
     if path.suffix == ".npz":
         data = np.load(path)
-        paths = [str(p) for p in data["paths"]]
-        return EmbedResult(torch.from_numpy(data["features"]), paths, model=str(data["model"]))
-    from safetensors import safe_open
+        meta = {key: str(data[key]) for key in ("model", "failed", "padded") if key in data.files}
+        features, paths = torch.from_numpy(data["features"]), [str(p) for p in data["paths"]]
+    else:
+        from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-        return EmbedResult(f.get_tensor("features"), json.loads(meta["paths"]), model=meta.get("model", ""))
+        with safe_open(str(path), framework="pt") as f:
+            meta, features = f.metadata(), f.get_tensor("features")
+        paths = json.loads(meta["paths"])
+    return EmbedResult(features, paths, failed=json.loads(meta.get("failed", "{}")), model=meta.get("model", ""),
+                       padded=json.loads(meta.get("padded", "{}")))  # fmt: skip

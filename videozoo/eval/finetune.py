@@ -83,6 +83,7 @@ class Classifier(Method):
                 p.requires_grad_(name.startswith(HEAD_PREFIX))
         self.register_buffer("epoch_sums", torch.zeros(3))  # loss sum, correct, clips
         self.bad_videos: dict[str, str] = {}  # reported by the training data (see _TrainData)
+        self.padded_videos: dict[str, str] = {}  # likewise: videos whose clips are mostly padding
 
     def train(self, mode: bool = True) -> Classifier:
         super().train(mode)
@@ -94,10 +95,8 @@ class Classifier(Method):
         return self
 
     def forward(self, batch: dict[str, Any], **_: Any) -> dict[str, Any]:
-        for entry in batch.get("bad_videos") or ():  # "path\tcause" lines, one string per sample
-            for line in filter(None, entry.split("\n")):
-                path, _, cause = line.partition("\t")
-                self.bad_videos.setdefault(path, cause)
+        _collect_notes(batch.get("bad_videos"), into=self.bad_videos)
+        _collect_notes(batch.get("padded_videos"), into=self.padded_videos)
         video, label = batch["video"], batch["label"]
         if video.ndim == 6:  # (B, V, C, T, H, W): several clips of each video, each with the video's label
             label = label.repeat_interleave(video.shape[1])
@@ -118,6 +117,14 @@ class Classifier(Method):
         return model.eval()
 
 
+def _collect_notes(entries: Sequence[str] | None, *, into: dict[str, str]) -> None:
+    """Add the ``"path\tnote"`` lines of a batch's strings (one per sample, see :class:`_TrainData`) to ``into``."""
+    for entry in entries or ():
+        for line in filter(None, entry.split("\n")):
+            path, _, note = line.partition("\t")
+            into.setdefault(path, note)
+
+
 def param_groups(model: nn.Module, *, lr: float, backbone_lr: float, weight_decay: float = 0.0,
                  freeze: Literal["backbone"] | None = None) -> list[dict[str, Any]]:
     """Optimizer groups: ``head`` (``fc``) at ``lr``, ``backbone`` (the rest) at ``backbone_lr``.
@@ -134,12 +141,16 @@ def param_groups(model: nn.Module, *, lr: float, backbone_lr: float, weight_deca
 
 
 # -- data ----------------------------------------------------------------------------------------------------------
+_SAMPLE_NOTES = {"bad_videos": "failed_paths", "padded_videos": "padded_paths"}  # sample key -> the dataset's dict
+
+
 class _TrainData(torch.utils.data.Dataset):
     """The training set seen ``repeat`` times per epoch (STiCA: 10 random clips per video), reporting bad videos.
 
     videozoo datasets replace an unreadable video and note it in ``failed_paths`` of the process that read it
-    (a DataLoader worker); each sample carries the paths newly noted while drawing it, as one string, so the
-    main process learns them whatever the number of workers.
+    (a DataLoader worker), and note a video whose clips are mostly padding in ``padded_paths``; each sample
+    carries the paths newly noted while drawing it, as one string per kind (``bad_videos``,
+    ``padded_videos``), so the main process learns them whatever the number of workers.
     """
 
     def __init__(self, dataset: Any, repeat: int = 1) -> None:
@@ -153,12 +164,13 @@ class _TrainData(torch.utils.data.Dataset):
         return getattr(self.dataset, "num_failures", None)
 
     def __getitem__(self, index: int) -> Any:
-        failed = getattr(self.dataset, "failed_paths", None)
-        before = len(failed) if isinstance(failed, dict) else 0
+        notes = {key: getattr(self.dataset, attr, None) for key, attr in _SAMPLE_NOTES.items()}
+        notes = {key: found for key, found in notes.items() if isinstance(found, dict)}
+        before = {key: len(found) for key, found in notes.items()}
         sample = self.dataset[index % len(self.dataset)]
-        if isinstance(sample, dict) and isinstance(failed, dict):
-            new = list(failed.items())[before:]
-            sample = {**sample, "bad_videos": "\n".join(f"{p}\t{c}" for p, c in new)}
+        if isinstance(sample, dict):  # every sample gets every key, or the DataLoader cannot collate them
+            new = {key: list(found.items())[before[key] :] for key, found in notes.items()}
+            sample = {**sample, **{key: "\n".join(f"{p}\t{c}" for p, c in items) for key, items in new.items()}}
         return sample
 
 
@@ -229,6 +241,8 @@ class FinetuneResult:
     ``mean_class_accuracy``, ``protocol``, ...) of the returned model, or the clip-level ``val_acc`` when the
     validation data has no video files. ``model_dir``: the saved model (``videozoo.load(model_dir)``).
     ``bad_videos``: path → cause of every video that could not be read (and was replaced) during the run.
+    ``padded_videos``: path → note of every video (training or test) supplying less than half of a clip's frames,
+    used with its clips padded (looped); also in ``results.json`` and one warning line at the end.
     """
 
     history: list[dict[str, float]]
@@ -241,10 +255,11 @@ class FinetuneResult:
     steps: int = 0
     epochs_done: int = 0
     resumed_from: str | None = None
+    padded_videos: dict[str, str] = field(default_factory=dict)
 
 
 class _Progress:
-    """history.json: per-epoch numbers, the best epoch and bad videos, rewritten after every epoch (rank 0)."""
+    """history.json: per-epoch numbers, the best epoch, bad and padded videos, rewritten after every epoch (rank 0)."""
 
     def __init__(self, path: Path, *, resuming: bool) -> None:
         self.path, self.first_call = path, True
@@ -252,6 +267,7 @@ class _Progress:
         self.history: list[dict[str, float]] = state.get("history", [])
         self.best: dict[str, float] | None = state.get("best")  # {"epoch", "val_acc"}: matches best.pt
         self.bad_videos: dict[str, str] = state.get("bad_videos", {})
+        self.padded_videos: dict[str, str] = state.get("padded_videos", {})
 
     def add(self, entry: dict[str, float]) -> None:
         if self.first_call:  # epochs after the checkpoint we resumed from are being run again
@@ -262,7 +278,8 @@ class _Progress:
     def save(self) -> None:
         from videozoo.training.checkpoint import atomic_write_bytes
 
-        state = {"history": self.history, "best": self.best, "bad_videos": self.bad_videos}
+        state = {"history": self.history, "best": self.best, "bad_videos": self.bad_videos,
+                 "padded_videos": self.padded_videos}  # fmt: skip
         atomic_write_bytes(self.path, (json.dumps(state, indent=2) + "\n").encode())
 
 
@@ -493,6 +510,7 @@ def finetune(
                 save_checkpoint(ckpt_dir / "best.pt", {"model": method.backbone.state_dict(), **state.best})
         state.add(entry)
         state.bad_videos.update(method.bad_videos)
+        state.padded_videos.update(method.padded_videos)
         if trainer.main:
             state.save()
             if progress:
@@ -525,12 +543,15 @@ def finetune(
     trained = method.export_model()
     trained.class_names = classes
     bad = _gather_bad_videos({**state.bad_videos, **method.bad_videos})
+    padded = _gather_bad_videos({**state.padded_videos, **method.padded_videos})
     metrics, model_dir = {}, None
     if trainer.main:
         chosen = state.best if select == "best" else next((h for h in reversed(state.history) if "val_acc" in h), None)
         metrics = _evaluate(trained, val_set, chosen["val_acc"] if chosen else None, test=test, video_eval=video_eval,
                             out=out, device=trainer.device, progress=progress)
         bad.update(metrics.get("failed") or {})
+        padded.update(metrics.get("padded") or {})
+        _report_padding(padded, metrics, out)
         if save:
             model_dir = _save(trained, out / "model", classes=classes, metrics=metrics,
                               task=task or _task_name(train, train_set), freeze=freeze, epochs=trainer.epoch,
@@ -542,7 +563,7 @@ def finetune(
     result = FinetuneResult(
         history=state.history, best_epoch=best_epoch, best_checkpoint=best_checkpoint, model_dir=model_dir,
         metrics=metrics, bad_videos=bad, out_dir=out, steps=summary["steps"], epochs_done=summary["epochs_done"],
-        resumed_from=summary["resumed_from"],
+        resumed_from=summary["resumed_from"], padded_videos=_share(padded),
     )  # fmt: skip
     return trained, result
 
@@ -592,8 +613,21 @@ def _save(model: nn.Module, directory: Path, *, classes: list[str], metrics: Map
     return save_pretrained(model, directory, class_names=classes, metrics=found, card=fields)
 
 
+def _report_padding(padded: dict[str, str], metrics: dict[str, Any], out: Path) -> None:
+    """Videos used although mostly padding: one warning line, and in ``metrics`` and ``results.json``."""
+    if not padded:
+        return
+    metrics["padded_videos"] = dict(padded)  # training and test; "padded" holds the test's alone
+    if "protocol" in metrics:  # the video-level test wrote results.json: add them there
+        from videozoo.eval.metrics import write_json
+
+        write_json(out / "results.json", metrics)
+    log.warning("%d videos supply less than half of a clip's frames and were used padded (looped): %s",
+                len(padded), "; ".join(f"{p} ({note})" for p, note in padded.items()))  # fmt: skip
+
+
 def _gather_bad_videos(bad: dict[str, str]) -> dict[str, str]:
-    """Every rank's bad videos (each saw its own share of the data)."""
+    """Every rank's bad videos, or any other path -> note dict (each rank saw its own share of the data)."""
     import torch.distributed as dist
 
     if not dist.is_initialized() or dist.get_world_size() == 1:

@@ -118,7 +118,7 @@ def extract_features(
     Clip length, stride / fps and preprocessing (centre crop) come from the model's input spec.
     """
     from videozoo.api import input_spec_of, transforms_for
-    from videozoo.data.decode import VideoDecodeError, open_video
+    from videozoo.data.decode import VideoDecodeError, as_decode_error, open_video
     from videozoo.eval.video_predict import sample_clips, view_batches
 
     proto = _protocol(protocol)
@@ -130,10 +130,11 @@ def extract_features(
     rows, paths, failed = [], [], {}
     for path in tqdm(videos, desc=f"{_name(proto)} features", unit="video", disable=not progress):
         try:
-            reader = open_video(path)
-            indices = sample_clips(len(reader), sampling=proto.sampling, num_clips=proto.clips, step=proto.step,
-                                   num_frames=spec.frames, stride=spec.stride, fps=spec.fps,
-                                   native_fps=reader.fps)  # (N, T)
+            with as_decode_error(path):  # any failure of this one file: report it, go on with the others
+                reader = open_video(path)
+                indices = sample_clips(len(reader), sampling=proto.sampling, num_clips=proto.clips, step=proto.step,
+                                       num_frames=spec.frames, stride=spec.stride, fps=spec.fps,
+                                       native_fps=reader.fps)  # fmt: skip
             feats = torch.cat([
                 clip_features(model, views.to(device), features=proto.features).float()  # (n, D)
                 for views in view_batches(reader, indices, transform, clips_per_batch=batch_size)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,7 +19,7 @@ from torch import nn
 from videozoo.eval.features import EmbedResult
 from videozoo.eval.retrieval import nearest_neighbours
 
-__all__ = ["SearchHit", "search", "search_videos"]
+__all__ = ["SearchHit", "SearchResults", "search", "search_videos"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,15 @@ class SearchHit:
     rank: int
     path: str
     score: float
+
+
+@dataclass
+class SearchResults:
+    """What :func:`search_videos` found: the hits of each readable query, and the queries it skipped."""
+
+    hits: dict[str, list[SearchHit]]  # query path -> its hits, best first, in input order
+    failed: dict[str, str] = field(default_factory=dict)  # query path -> why it could not be embedded
+    padded: dict[str, str] = field(default_factory=dict)  # query path -> note: searched, but mostly padding
 
 
 def search(
@@ -78,22 +87,19 @@ def search_videos(
     exclude_self: bool = True,
     device: str | torch.device = "cpu",
     progress: bool = False,
-) -> dict[str, list[SearchHit]]:
+) -> SearchResults:
     """Embed ``videos`` as ``videozoo embed`` does (:func:`~videozoo.eval.features.embed_videos`) and search.
 
-    Use the ``clips`` the index was built with. Returns ``{query path: hits}``; unreadable queries raise
-    :class:`~videozoo.data.VideoDecodeError`. ``exclude_self`` drops a query's own file from its results.
+    Use the ``clips`` the index was built with. ``exclude_self`` drops a query's own file from its results.
+    A query that cannot be read is skipped and listed in ``failed`` (the others are searched); none readable
+    raises :class:`~videozoo.data.decode.NoReadableVideoError`, as :func:`~videozoo.eval.features.embed_videos` does.
     """
-    from videozoo.data.decode import VideoDecodeError
     from videozoo.eval.features import embed_videos
 
     queries = embed_videos(model, videos, clips=clips, device=device, progress=progress)
-    if queries.failed:
-        path, why = next(iter(queries.failed.items()))
-        raise VideoDecodeError(path, why)
     exclude = list(queries.paths) if exclude_self else None
     hits = search(queries.features, index, k=k, center=center, exclude=exclude)
-    return dict(zip(queries.paths, hits))
+    return SearchResults(hits=dict(zip(queries.paths, hits)), failed=queries.failed, padded=queries.padded)
 
 
 def _norm(path: str | os.PathLike | None) -> str | None:

@@ -109,13 +109,17 @@ def view_batches(
     """Float batches ``(n·M, C, T, H, W)`` of the clips at ``indices`` ``(N, T)``, each in its M crops.
 
     Decodes ``clips_per_batch`` clips at a time so that a long video's windows never sit in memory together.
-    Rows are clip-major: clip 0's M crops, then clip 1's.
+    Rows are clip-major: clip 0's M crops, then clip 1's. Any failure to read or preprocess the clips is a
+    :class:`~videozoo.data.VideoDecodeError` naming the file, so callers looping over videos report it and go on.
     """
+    from videozoo.data.decode import as_decode_error
+
     for first in range(0, len(indices), clips_per_batch):
         chunk = indices[first : first + clips_per_batch]  # (n, T)
-        frames = reader.get_frames(chunk.reshape(-1))  # (n·T, C, H, W) uint8
-        clips = rearrange(frames, "(n t) c h w -> n t c h w", n=len(chunk))
-        views = torch.stack([transform(clip) for clip in clips])  # (n, M, C, T, H, W), or (n, C, T, H, W) if M = 1
+        with as_decode_error(reader.path):
+            frames = reader.get_frames(chunk.reshape(-1))  # (n·T, C, H, W) uint8
+            clips = rearrange(frames, "(n t) c h w -> n t c h w", n=len(chunk))
+            views = torch.stack([transform(clip) for clip in clips])  # (n, M, C, T, H, W), or (n, C, T, H, W)
         if views.ndim == 5:
             views = views[:, None]
         yield rearrange(views, "n m c t h w -> (n m) c t h w")
@@ -152,17 +156,19 @@ def video_scores(
 
     ``average="prob"`` averages softmax probabilities, ``"logit"`` the raw logits (module docstring: who does
     which). Clip length, stride / fps and preprocessing come from the model's input spec; ``transform`` replaces
-    the preprocessing (it must give ``crops`` crops). Raises :class:`~videozoo.data.VideoDecodeError`.
+    the preprocessing (it must give ``crops`` crops). Raises :class:`~videozoo.data.VideoDecodeError` for any
+    failure of the file (see :func:`view_batches`).
     """
     from videozoo.api import input_spec_of, transforms_for
-    from videozoo.data.decode import open_video
+    from videozoo.data.decode import as_decode_error, open_video
 
     average = _check_classifier(model, average)
     spec = input_spec_of(model)
     transform = transform or transforms_for(model, num_crops=crops)
-    reader = open_video(path)
-    indices = sample_clips(len(reader), sampling=sampling, num_clips=clips, num_frames=spec.frames,
-                           stride=spec.stride, fps=spec.fps, native_fps=reader.fps, step=step)  # (N, T)
+    with as_decode_error(path):
+        reader = open_video(path)
+        indices = sample_clips(len(reader), sampling=sampling, num_clips=clips, num_frames=spec.frames,
+                               stride=spec.stride, fps=spec.fps, native_fps=reader.fps, step=step)  # fmt: skip
     outputs = [
         model(views.to(device)).float()  # (n·M, K)
         for views in view_batches(reader, indices, transform, clips_per_batch=max(1, batch_size // crops))
@@ -178,7 +184,8 @@ class VideoPrediction:
 
     ``scores``: averaged probabilities or logits ``(K,)`` (``average`` says which), ``None`` if the video could
     not be read (``error`` says why). ``top``: ``(class index, class name, probability)``, best first; with
-    logit averaging the probability is the softmax of the averaged logits.
+    logit averaging the probability is the softmax of the averaged logits. ``padded``: set when the video
+    supplies less than half of a clip's frames, so that its clips are mostly padding (it says how many).
     """
 
     path: str
@@ -187,12 +194,15 @@ class VideoPrediction:
     num_views: int = 0
     top: list[tuple[int, str, float]] = field(default_factory=list)
     error: str | None = None
+    padded: str | None = None
 
     def format(self) -> str:
         """Human-readable lines: the path, then one line per top class."""
         if self.error is not None:
             return f"{self.path}: cannot read ({self.error})"
         lines = [f"{self.path}  ({self.num_views} views, {self.average} averaged)"]
+        if self.padded:
+            lines[0] += f"  [mostly padding: {self.padded}]"
         lines += [f"  {rank}. {name:<30} {prob:7.2%}" for rank, (_, name, prob) in enumerate(self.top, 1)]
         return "\n".join(lines)
 
@@ -211,10 +221,12 @@ def predict_videos(
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> list[VideoPrediction]:
-    """Top classes of a fine-tuned model for each video, in input order (unreadable videos carry ``error``).
+    """Top classes of a fine-tuned model for each video, in input order.
 
-    Class names come from ``model.class_names`` (set by :func:`videozoo.load` from the saved config), else
-    indices. Defaults: 10 uniform clips × 3 crops (STiCA's test); see :data:`TEST_PROTOCOLS` for each paper's.
+    A video that fails in any way (missing, unreadable, shorter than its header says) carries ``error`` and the
+    others go on; one whose clips are mostly padding carries ``padded``. Class names come from
+    ``model.class_names`` (set by :func:`videozoo.load` from the saved config), else indices. Defaults: 10
+    uniform clips × 3 crops (STiCA's test); see :data:`TEST_PROTOCOLS` for each paper's.
     """
     from videozoo.data.decode import VideoDecodeError
 
@@ -234,8 +246,20 @@ def predict_videos(
         results.append(VideoPrediction(
             str(path), scores, average, views,
             [(i, names[i] if names else str(i), p) for p, i in zip(top.values.tolist(), top.indices.tolist())],
+            padded=_short_clip_note(model, path),
         ))  # fmt: skip
     return results
+
+
+def _short_clip_note(model: nn.Module, path: str | Path) -> str | None:
+    """Whether the video's clips for ``model`` are mostly padding (``None`` if not); the reader is cached."""
+    from videozoo.api import input_spec_of
+    from videozoo.data.decode import open_video
+    from videozoo.data.sampling import short_clip_note
+
+    spec, reader = input_spec_of(model), open_video(path)
+    return short_clip_note(len(reader), num_frames=spec.frames, stride=spec.stride, fps=spec.fps,
+                           native_fps=reader.fps)  # fmt: skip
 
 
 def evaluate_videos(
@@ -259,9 +283,12 @@ def evaluate_videos(
 
     With ``out_dir``: ``predictions.csv``, ``confusion_matrix.png`` and ``results.json`` are written there.
     Unreadable videos are listed under ``"failed"`` and left out of the accuracy (a published number counts
-    every test video: check ``num_failed``). From a dataset: ``paths=[s.path for s in ds.samples]``,
-    ``labels=ds.labels``, ``class_names=ds.classes``.
+    every test video: check ``num_failed``); videos whose clips are mostly padding are counted in
+    ``num_padded`` and listed under ``"padded"``. From a dataset: ``paths=[s.path for s in ds.samples]``,
+    ``labels=ds.labels``, ``class_names=ds.classes``. Not one readable video raises
+    :class:`~videozoo.data.decode.NoReadableVideoError`.
     """
+    from videozoo.data.decode import NoReadableVideoError
     from videozoo.eval import metrics
 
     if len(paths) != len(labels):
@@ -271,7 +298,7 @@ def evaluate_videos(
                                  progress=progress)
     kept = [(p, y) for p, y in zip(predictions, labels) if p.scores is not None]
     if not kept:
-        raise RuntimeError(f"none of the {len(paths)} videos could be read")
+        raise NoReadableVideoError(f"none of the {len(paths)} videos could be read")
     scores = torch.stack([p.scores for p, _ in kept])  # (N, K)
     truth = [int(y) for _, y in kept]
     names = list(class_names) if class_names is not None else getattr(model, "class_names", None)
@@ -281,6 +308,8 @@ def evaluate_videos(
         "model": getattr(model, "zoo_name", type(model).__name__),
         "num_failed": len(predictions) - len(kept),
         "failed": {p.path: p.error for p in predictions if p.error is not None},
+        "num_padded": sum(p.padded is not None for p in predictions),
+        "padded": {p.path: p.padded for p in predictions if p.padded is not None},
     }
     if out_dir is not None:
         out = Path(out_dir)

@@ -12,6 +12,7 @@ from videozoo.hub.errors import (
     WeightsDownloadError,
     WeightsError,
     WeightsFormatError,
+    WeightsNotFoundError,
     WeightsUnavailableError,
 )
 from videozoo.hub.weights import (
@@ -30,6 +31,7 @@ __all__ = [
     "WeightsDownloadError",
     "WeightsError",
     "WeightsFormatError",
+    "WeightsNotFoundError",
     "WeightsUnavailableError",
     "check_architecture",
     "download_registered",

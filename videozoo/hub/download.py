@@ -25,7 +25,7 @@ from videozoo.hub.weights import (
     load_safetensors,
     read_config,
     read_local_weights,
-    verify_sha256,
+    verify_file,
 )
 from videozoo.registry import ModelEntry
 
@@ -50,47 +50,78 @@ def parse_repo_id(source: str | os.PathLike[str]) -> tuple[str, str | None] | No
 
 
 def read_weights(source: str | os.PathLike[str], *, revision: str | None = None, expected_sha256: str | None = None,
-                 filename: str = WEIGHTS_NAME) -> LoadedWeights:
+                 filename: str = WEIGHTS_NAME, verify: str | None = None) -> LoadedWeights:
     """Read weights from a directory, a ``.safetensors`` file, or a Hub repo ``"org/name[@revision]"``.
 
     Only safetensors is ever parsed (nothing is unpickled). ``config.json`` next to the file is
-    read when present. With ``expected_sha256`` the file is hashed, local or downloaded, and a
-    mismatch raises :class:`~videozoo.hub.ChecksumError`; a missing, truncated or foreign file
-    raises :class:`~videozoo.hub.WeightsFormatError`.
+    read when present, and the file is checked against the size and sha256 it records;
+    ``verify="size"`` (or ``VIDEOZOO_VERIFY=size``) skips the hash for huge files you trust. With
+    ``expected_sha256`` the file is always hashed, local or downloaded. A mismatch raises
+    :class:`~videozoo.hub.ChecksumError`; a missing path :class:`~videozoo.hub.WeightsNotFoundError`;
+    a truncated or foreign file :class:`~videozoo.hub.WeightsFormatError`.
     """
     hub = parse_repo_id(source)
     if hub is None:
-        return read_local_weights(source, expected_sha256=expected_sha256, filename=filename)
+        return read_local_weights(source, expected_sha256=expected_sha256, filename=filename, verify=verify)
     repo_id, pinned = hub
     if revision and pinned and revision != pinned:
         raise ValueError(f"two revisions given for {repo_id}: {pinned!r} in the source and revision={revision!r}")
-    return fetch(repo_id, revision=revision or pinned, filename=filename, expected_sha256=expected_sha256)
+    return fetch(repo_id, revision=revision or pinned, filename=filename, expected_sha256=expected_sha256,
+                 verify=verify)
 
 
 def download_registered(entry: ModelEntry, *, force_download: bool = False, cache_dir: str | os.PathLike[str] | None
-                        = None, endpoint: str | None = None) -> LoadedWeights:
+                        = None, endpoint: str | None = None, verify: str | None = None) -> LoadedWeights:
     """Download and verify the published weights of a registry entry.
 
     Fetches ``entry.weights.filename`` and ``config.json`` from ``entry.weights.repo_id`` at the
-    pinned ``entry.weights.revision`` and checks the file against ``entry.weights.sha256``.
+    pinned ``entry.weights.revision`` and checks the file against ``entry.weights.sha256``, always
+    (``verify`` only concerns the check against ``config.json``, see :func:`read_weights`).
     ``cache_dir`` and ``endpoint`` default to the Hugging Face settings (``HF_HUB_CACHE``,
-    ``HF_ENDPOINT``); ``force_download`` refetches a cached file.
+    ``HF_ENDPOINT``); ``force_download`` refetches a cached file. Weights packaged inside videozoo
+    (``entry.weights.package``) are read in place, checked against the same sha256.
     """
     weights = entry.weights
     if weights is None or not weights.published:
         how = weights.how_to_get if weights else ""
-        raise WeightsUnavailableError(f"{entry.name} has no published weights. {how}".strip())
+        raise WeightsUnavailableError(f"{entry.name} has no published weights. {how}".strip(), model=entry.name)
     if not weights.sha256:
-        raise WeightsError(f"registry entry {entry.name} publishes {weights.repo_id} without a sha256; videozoo "
-                           "does not load unverified weights (add the sha256 printed by `sha256sum` to the registry)")
+        raise WeightsError(f"registry entry {entry.name} publishes {weights.repo_id or weights.package} without a "
+                           "sha256; videozoo does not load unverified weights (add the sha256 printed by `sha256sum` "
+                           "to the registry)")
+    if weights.package is not None:
+        return read_packaged(weights.package, filename=weights.filename, expected_sha256=weights.sha256)
     return fetch(weights.repo_id, revision=weights.revision, filename=weights.filename,
-                 expected_sha256=weights.sha256, force_download=force_download, cache_dir=cache_dir, endpoint=endpoint)
+                 expected_sha256=weights.sha256, force_download=force_download, cache_dir=cache_dir, endpoint=endpoint,
+                 verify=verify)
+
+
+def read_packaged(folder: str, *, filename: str = WEIGHTS_NAME, expected_sha256: str) -> LoadedWeights:
+    """Read weights shipped in the installed package (``videozoo/<folder>/``), verified like a download."""
+    from importlib.resources import files
+
+    # an installed package is a directory on disk (wheels are unpacked); a zipped one would need copying out first
+    directory = Path(str(files("videozoo").joinpath(folder)))
+    hint = (f"\nThese weights ship inside the videozoo package ({directory}); the installation is damaged or "
+            "incomplete: reinstall videozoo (`pip install --force-reinstall videozoo`; in a checkout, "
+            "`git checkout videozoo/assets`).")
+    file = directory / filename
+    try:
+        if not file.is_file():
+            raise WeightsFormatError(f"{file} is missing")
+        header = check_safetensors(file)
+    except WeightsFormatError as err:
+        raise WeightsFormatError(f"{err}{hint}") from None
+    config = read_config(directory / CONFIG_NAME, weights_file=filename)
+    sha = verify_file(file, config=config, expected_sha256=expected_sha256, hint=hint)  # always hashed: a pin
+    return LoadedWeights(state_dict=load_safetensors(file), config=config, path=file,
+                         metadata=dict(header.get("__metadata__") or {}), sha256=sha)
 
 
 def fetch(repo_id: str, *, revision: str | None, filename: str = WEIGHTS_NAME, expected_sha256: str | None = None,
           force_download: bool = False, cache_dir: str | os.PathLike[str] | None = None,
-          endpoint: str | None = None) -> LoadedWeights:
-    """Download ``filename`` (and ``config.json`` from the same commit) and read it, verifying if asked."""
+          endpoint: str | None = None, verify: str | None = None) -> LoadedWeights:
+    """Download ``filename`` (and ``config.json`` from the same commit) and read it, verified as a local file is."""
     from huggingface_hub import try_to_load_from_cache
 
     hub_args: dict[str, Any] = {"cache_dir": cache_dir, "endpoint": endpoint}
@@ -100,7 +131,6 @@ def fetch(repo_id: str, *, revision: str | None, filename: str = WEIGHTS_NAME, e
     hint = _cache_hint(path, repo_id, revision, cached=was_cached, endpoint=endpoint)
     try:
         header = check_safetensors(path)
-        sha = verify_sha256(path, expected_sha256, hint=hint) if expected_sha256 else None
     except WeightsFormatError as err:
         raise WeightsFormatError(f"{err}{hint}") from None
     # config.json from the commit the weights resolved to, even if a branch moved in between
@@ -108,6 +138,7 @@ def fetch(repo_id: str, *, revision: str | None, filename: str = WEIGHTS_NAME, e
     file = PurePosixPath(filename)  # a repo may hold several models in subfolders, each with its config
     config = _download_config(repo_id, str(file.parent / CONFIG_NAME), revision=commit, weights_file=file.name,
                               **hub_args)
+    sha = verify_file(path, config=config, expected_sha256=expected_sha256, verify=verify, hint=hint)
     return LoadedWeights(state_dict=load_safetensors(path), config=config, path=path,
                          metadata=dict(header.get("__metadata__") or {}), sha256=sha)
 

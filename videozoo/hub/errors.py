@@ -13,6 +13,7 @@ __all__ = [
     "WeightsDownloadError",
     "WeightsError",
     "WeightsFormatError",
+    "WeightsNotFoundError",
     "WeightsUnavailableError",
 ]
 
@@ -25,8 +26,20 @@ class WeightsFormatError(WeightsError):
     """A file is missing, truncated or not safetensors, or a state dict does not fit the model."""
 
 
+class WeightsNotFoundError(WeightsFormatError, FileNotFoundError):
+    """A local weights path does not exist.
+
+    Also a ``FileNotFoundError``, so code that handles missing files the usual way catches it too. ``path`` is set
+    where the message words its advice as Python calls, so that the ``videozoo`` command can word its own.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class ChecksumError(WeightsError):
-    """A file's sha256 differs from the one it was published with (the message gives both)."""
+    """A file's sha256 or size differs from the one it was published or saved with (the message gives both)."""
 
     def __init__(self, message: str, *, expected: str | None = None, actual: str | None = None) -> None:
         super().__init__(message)
@@ -39,7 +52,15 @@ class ArchitectureMismatchError(WeightsError):
 
 
 class WeightsUnavailableError(WeightsError):
-    """A registered model has no published weights (raised by :func:`videozoo.load`)."""
+    """A registered model has no published weights (raised by :func:`videozoo.load`).
+
+    ``model`` names the registry entry, so that a caller other than Python (the ``videozoo`` command) can say
+    how to get the weights in its own terms; the message says it in Python's.
+    """
+
+    def __init__(self, message: str, *, model: str | None = None) -> None:
+        super().__init__(message)
+        self.model = model
 
 
 class WeightsDownloadError(WeightsError):

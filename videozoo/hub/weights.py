@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import struct
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,21 +27,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from videozoo.hub.errors import ArchitectureMismatchError, ChecksumError, WeightsFormatError
+from videozoo.hub.errors import ArchitectureMismatchError, ChecksumError, WeightsFormatError, WeightsNotFoundError
 from videozoo.registry import InputSpec, Metric, ModelEntry, UnknownModelError, get
 
 __all__ = [
     "CARD_NAME",
     "CONFIG_NAME",
     "FORMAT_VERSION",
+    "VERIFY_ENV",
     "WEIGHTS_NAME",
     "LoadedWeights",
+    "cached_sha256",
     "check_architecture",
     "input_spec_from_config",
     "load_state_dict_strict",
     "read_local_weights",
     "save_pretrained",
     "sha256_file",
+    "verify_file",
+    "verify_mode",
 ]
 
 WEIGHTS_NAME = "model.safetensors"
@@ -50,6 +55,12 @@ FORMAT_VERSION = 1
 HEAD_PREFIX = "fc."  # the classifier is always `fc` (backbones/base.py)
 _MAX_LISTED = 10  # keys listed per category in a strict-loading error
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
+VERIFY_ENV = "VIDEOZOO_VERIFY"  # "size": skip hashing local weights against config.json (huge files you trust)
+VERIFY_MODES = ("sha256", "size")
+_HASHES: dict[tuple[Any, ...], str] = {}  # stat key -> sha256, see cached_sha256
+_MAX_HASHES = 64
+_RACY_SECONDS = 2.0
+_RESAVE = " Copy or download it again, or save it again with videozoo.save_pretrained (which rewrites config.json)."
 
 
 @dataclass
@@ -82,17 +93,82 @@ def sha256_file(path: str | os.PathLike[str], *, chunk_size: int = 1 << 20) -> s
     return digest.hexdigest()
 
 
-def verify_sha256(path: Path, expected: str, *, hint: str = "") -> str:
-    """Hash ``path`` and raise :class:`ChecksumError` with both digests unless it equals ``expected``."""
-    actual = sha256_file(path)
-    if actual != expected.lower():
+def cached_sha256(path: str | os.PathLike[str]) -> str:
+    """:func:`sha256_file`, remembered for the rest of the process while the file's stat does not change.
+
+    Loading the same multi-GB weights again (a notebook cell re-run, a sweep) then costs one ``stat``.
+    The key is the file's identity and stat (device, inode, size, mtime, ctime): writing to the file
+    changes it. A file written less than :data:`_RACY_SECONDS` before hashing began is not remembered:
+    a second write within the file system's timestamp granularity could leave its stat unchanged
+    (git's "racy" files), and a file modified that recently is still likely to change.
+    """
+    path = os.path.realpath(path)  # a Hub cache symlink and its blob are one file
+    stat = os.stat(path)
+    key = _stat_key(path, stat)
+    if key in _HASHES:
+        return _HASHES[key]
+    started = time.time()
+    digest = sha256_file(path)
+    if _stat_key(path, os.stat(path)) == key and started - max(stat.st_mtime, stat.st_ctime) >= _RACY_SECONDS:
+        if len(_HASHES) >= _MAX_HASHES:
+            _HASHES.pop(next(iter(_HASHES)))  # oldest first: a process rarely loads more than a few files
+        _HASHES[key] = digest
+    return digest
+
+
+def _stat_key(path: str, stat: os.stat_result) -> tuple[Any, ...]:
+    return path, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+
+
+def verify_mode(verify: str | None = None) -> str:
+    """The check to run against ``config.json``: ``verify``, else ``$VIDEOZOO_VERIFY``, else ``"sha256"``."""
+    mode = verify if verify is not None else os.environ.get(VERIFY_ENV) or "sha256"
+    if mode not in VERIFY_MODES:
+        where = f"verify={verify!r}" if verify is not None else f"{VERIFY_ENV}={mode!r}"
+        raise ValueError(f"{where}: expected one of {', '.join(map(repr, VERIFY_MODES))} ('sha256' hashes the "
+                         "file, 'size' only compares its size with config.json, for huge files you trust)")
+    return mode
+
+
+def verify_file(file: Path, *, config: Mapping[str, Any] | None = None, expected_sha256: str | None = None,
+                verify: str | None = None, hint: str = "") -> str | None:
+    """Check ``file`` against ``expected_sha256`` and against what its ``config.json`` records.
+
+    The size recorded in ``config`` is always compared (free); its sha256 too unless ``verify="size"``
+    (:func:`verify_mode`). ``expected_sha256`` (a registry pin) is always hashed. The file is hashed
+    at most once, through :func:`cached_sha256`. Raises :class:`ChecksumError` naming the file, what
+    was expected and what was found; returns the digest when the file was hashed, else None.
+    """
+    mode = verify_mode(verify)  # first, so that a wrong value fails whatever the file
+    size = file.stat().st_size
+    recorded_size, recorded_sha = _recorded(config)
+    if recorded_size is not None and size != recorded_size:
         raise ChecksumError(
-            f"sha256 mismatch for {path} ({path.stat().st_size} bytes): expected {expected.lower()}, "
-            f"got {actual}. The file is corrupted, truncated or not the published one.{hint}",
-            expected=expected.lower(),
-            actual=actual,
-        )
+            f"size mismatch for {file}: its config.json records {recorded_size} bytes, the file has {size}. It is "
+            f"truncated, padded or not the file that was saved.{hint or _RESAVE}",
+            expected=f"{recorded_size} bytes", actual=f"{size} bytes")
+    wanted = [(expected_sha256.lower(), "expected", "not the published one")] if expected_sha256 else []
+    if recorded_sha and mode == "sha256":
+        wanted.append((recorded_sha.lower(), "its config.json records", "not the file that was saved"))
+    if not wanted:
+        return None
+    actual = cached_sha256(file)
+    for want, whose, other in wanted:
+        if actual != want:
+            raise ChecksumError(
+                f"sha256 mismatch for {file} ({size} bytes): {whose} {want}, got {actual}. The file is corrupted, "
+                f"truncated or {other}.{hint or _RESAVE}", expected=want, actual=actual)
     return actual
+
+
+def _recorded(config: Mapping[str, Any] | None) -> tuple[int | None, str | None]:
+    """The ``size`` and ``sha256`` that ``config.json`` records for its weights file (either may be absent)."""
+    size, sha = (config or {}).get("size"), (config or {}).get("sha256")
+    if (size is not None and (not isinstance(size, int) or isinstance(size, bool))) or \
+            (sha is not None and not isinstance(sha, str)):
+        raise WeightsFormatError(f"config.json records size={size!r}, sha256={sha!r}: expected an integer number "
+                                 "of bytes and a hex digest, as written by videozoo.save_pretrained")
+    return size, sha
 
 
 # ------------------------------------------------------------------------------------------------
@@ -157,6 +233,7 @@ def save_pretrained(
             "metrics": [_metric_dict(m) for m in metrics],
             "weights_file": WEIGHTS_NAME,
             "sha256": sha256_file(tmp),
+            "size": tmp.stat().st_size,  # checked on every load, even when hashing is skipped
             "num_parameters": sum(p.numel() for p in model.parameters()),
             "card": _jsonable(dict(card or {}), "card"),
         }
@@ -269,9 +346,14 @@ def _videozoo_version() -> str:
 # reading
 # ------------------------------------------------------------------------------------------------
 def read_local_weights(
-    path: str | os.PathLike[str], *, expected_sha256: str | None = None, filename: str = WEIGHTS_NAME
+    path: str | os.PathLike[str], *, expected_sha256: str | None = None, filename: str = WEIGHTS_NAME,
+    verify: str | None = None,
 ) -> LoadedWeights:
-    """Read a weights directory or a ``.safetensors`` file (see :func:`videozoo.hub.read_weights`)."""
+    """Read a weights directory or a ``.safetensors`` file (see :func:`videozoo.hub.read_weights`).
+
+    The file is checked against the ``config.json`` beside it (:func:`verify_file`): its size always,
+    its sha256 unless ``verify="size"`` (or ``VIDEOZOO_VERIFY=size``).
+    """
     path = Path(path).expanduser()
     if path.is_dir():
         file = path / filename
@@ -285,12 +367,18 @@ def read_local_weights(
     elif path.is_file():
         file = path
     else:
-        raise WeightsFormatError(f"weights file {path} does not exist (expected {filename} or a directory with it)")
+        raise WeightsNotFoundError(f"weights path {_shown(path)} does not exist (expected a directory written by "
+                                   f"videozoo.save_pretrained, or a {filename} file)")
     header = check_safetensors(file)
-    sha = verify_sha256(file, expected_sha256) if expected_sha256 else None
     config = read_config(file.parent / CONFIG_NAME, weights_file=file.name)
+    sha = verify_file(file, config=config, expected_sha256=expected_sha256, verify=verify)
     return LoadedWeights(state_dict=load_safetensors(file), config=config, path=file,
                          metadata=dict(header.get("__metadata__") or {}), sha256=sha)
+
+
+def _shown(path: Path) -> str:
+    """``path`` for a message; a relative one also resolved, since it depends on the working directory."""
+    return str(path) if path.is_absolute() else f"{path} ({Path.cwd() / path})"
 
 
 def check_safetensors(file: Path) -> dict[str, Any]:

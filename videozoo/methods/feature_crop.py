@@ -1,4 +1,4 @@
-"""Feature Crop: crops of a backbone's pre-pool feature map, drawn uniformly over every valid position.
+"""Feature Crop: crops of a backbone's pre-pool feature map, drawn uniformly over every valid position (by default).
 
 Paper:
     Patrick, Asano, Huang, Misra, Metze, Henriques, Vedaldi. Space-Time Crop & Attend: Improving Cross-modal Video
@@ -15,10 +15,11 @@ time. Here the sizes are fractions of the map, so any map gets crops of the same
 rounded half up, at least 1 and at most the whole axis.
 
 A spatial crop keeps every time step, a temporal crop every position. Offsets are uniform over ``0 … size −
-window`` inclusive. The official ``get_fm_crop`` draws ``np.random.randint(0, 7 - window)``, whose upper bound is
-exclusive: a large spatial crop always sits at (0, 0), a large temporal crop at 0 for T=4, and small crops never
-touch the last row, column or step. That is a bug, not a design (nothing in the paper asks for it), and is not
-reproduced here.
+window`` inclusive (``placement="uniform"``, the default). The official ``get_fm_crop`` (main_stica.py:528-549)
+draws ``np.random.randint(0, 7 - window)``, whose upper bound is exclusive: a large spatial crop always sits at
+(0, 0), a large temporal crop at 0 for T=4, and small crops never touch the last row, column or step. That looks
+like a bug, not a design (nothing in the paper asks for it); ``placement="official"`` reproduces it (offsets
+uniform over ``0 … size − window − 1``, or 0 when the window fills the axis, where the official call would fail).
 
 Everything here is a pure function of its arguments; randomness comes only from the ``torch.Generator`` passed in
 (a CPU generator: offsets are Python ints, whatever device the map is on).
@@ -34,6 +35,7 @@ import torch
 from einops import rearrange
 
 __all__ = [
+    "PLACEMENTS",
     "SPATIAL_FRACTIONS",
     "TEMPORAL_FRACTIONS",
     "Crop",
@@ -69,11 +71,19 @@ def crop_length(size: int, fraction: float) -> int:
     return max(1, min(size, math.floor(fraction * size + 0.5)))
 
 
-def sample_offsets(size: int, window: int, num: int, *, generator: torch.Generator | None = None) -> list[int]:
-    """``num`` offsets, each uniform over ``0 … size − window`` (both ends included)."""
+PLACEMENTS = ("uniform", "official")
+
+
+def sample_offsets(size: int, window: int, num: int, *, placement: str = "uniform",
+                   generator: torch.Generator | None = None) -> list[int]:
+    """``num`` offsets, each uniform over ``0 … size − window`` (both ends included); ``placement="official"``:
+    over ``0 … size − window − 1`` (main_stica.py's exclusive ``randint`` bound), 0 for a window filling the axis."""
     if not 1 <= window <= size:
         raise ValueError(f"a window of {window} does not fit an axis of {size}")
-    return torch.randint(0, size - window + 1, (num,), generator=generator).tolist()
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {', '.join(map(repr, PLACEMENTS))}, got {placement!r}")
+    high = size - window + 1 if placement == "uniform" else max(size - window, 1)
+    return torch.randint(0, high, (num,), generator=generator).tolist()
 
 
 def sample_crops(
@@ -82,20 +92,22 @@ def sample_crops(
     num: int,
     fraction: float,
     temporal: bool,
+    placement: str = "uniform",
     generator: torch.Generator | None = None,
 ) -> list[Crop]:
     """``num`` crops of a map whose (T, H, W) are ``shape``.
 
     ``temporal=False``: spatial crops, ``fraction`` of H and of W, all time steps, height and width offsets drawn
-    independently. ``temporal=True``: ``fraction`` of T, the whole frame.
+    independently. ``temporal=True``: ``fraction`` of T, the whole frame. ``placement``: see :func:`sample_offsets`.
     """
     t, h, w = shape
+    kw = dict(placement=placement, generator=generator)
     if temporal:
         size = crop_length(t, fraction)
-        return [Crop((s, size), (0, h), (0, w)) for s in sample_offsets(t, size, num, generator=generator)]
+        return [Crop((s, size), (0, h), (0, w)) for s in sample_offsets(t, size, num, **kw)]
     sh, sw = crop_length(h, fraction), crop_length(w, fraction)
-    tops = sample_offsets(h, sh, num, generator=generator)
-    lefts = sample_offsets(w, sw, num, generator=generator)
+    tops = sample_offsets(h, sh, num, **kw)
+    lefts = sample_offsets(w, sw, num, **kw)
     return [Crop((0, t), (top, sh), (left, sw)) for top, left in zip(tops, lefts)]
 
 

@@ -66,7 +66,14 @@ from videozoo.distributed import concat_all_gather, get_rank
 from videozoo.heads.projection import GDTHead
 from videozoo.heads.temporal import TransformerPooling
 from videozoo.methods.base import Method, split_views
-from videozoo.methods.feature_crop import SPATIAL_FRACTIONS, TEMPORAL_FRACTIONS, Crop, apply_crops, sample_crops
+from videozoo.methods.feature_crop import (
+    PLACEMENTS,
+    SPATIAL_FRACTIONS,
+    TEMPORAL_FRACTIONS,
+    Crop,
+    apply_crops,
+    sample_crops,
+)
 
 __all__ = ["GDT", "STiCA", "batched_global_nce"]
 
@@ -122,6 +129,10 @@ class STiCA(Method):
         temperature_av, temperature_crop: NCE temperatures (0.1, 0.5).
         alpha: weight of L_av; the crop loss gets 1 − alpha (0.5).
         resample_crops: resample crop tokens to the full map's T before attention (official); see module docstring.
+        crop_placement: ``"uniform"`` over every valid offset, or ``"official"`` (``get_fm_crop``'s exclusive
+            bound: large spatial crops at (0, 0); see :mod:`~videozoo.methods.feature_crop`).
+        audio_per_view: with one spectrogram for all views, (B, 1, F, T'), run the audio network and head once
+            per view (main_stica.py: two dropout masks, two BatchNorm passes) instead of once for all.
         seed: seeds the crop positions together with the step count.
     """
 
@@ -145,9 +156,13 @@ class STiCA(Method):
         temperature_crop: float = 0.5,
         alpha: float = 0.5,
         resample_crops: bool = True,
+        crop_placement: str = "uniform",
+        audio_per_view: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if crop_placement not in PLACEMENTS:
+            raise ValueError(f"crop_placement must be one of {', '.join(PLACEMENTS)}, got {crop_placement!r}")
         counts = {
             "large": num_large_crops,
             "small": num_small_crops,
@@ -179,6 +194,7 @@ class STiCA(Method):
         }
         self.temperature_av, self.temperature_crop, self.alpha = temperature_av, temperature_crop, alpha
         self.resample_crops, self.seed = resample_crops, seed
+        self.crop_placement, self.audio_per_view = crop_placement, audio_per_view
         self.register_buffer("num_steps", torch.zeros((), dtype=torch.long))
 
     @property
@@ -210,7 +226,8 @@ class STiCA(Method):
         for kind, num in self.crops_per_view(view).items():
             size, temporal = CROP_KINDS[kind]
             fraction = self.fractions[size][temporal]
-            plan[kind] = sample_crops(shape, num=num, fraction=fraction, temporal=temporal, generator=generator)
+            plan[kind] = sample_crops(shape, num=num, fraction=fraction, temporal=temporal,
+                                      placement=self.crop_placement, generator=generator)
         return plan
 
     def embed_map(self, features: torch.Tensor, *, time_steps: int | None = None) -> torch.Tensor:
@@ -270,10 +287,13 @@ class STiCA(Method):
         return {"loss": loss, "logs": logs}
 
     def _audio(self, audio: torch.Tensor, num_views: int) -> torch.Tensor:
-        """(V, B, dim) audio embeddings: one pass per view's spectrogram, or one pass shared by all views."""
+        """(V, B, dim) audio embeddings: one pass per view's spectrogram, or for one spectrogram of all views one
+        pass shared by them (or, ``audio_per_view``, one pass per view as main_stica.py)."""
         if audio.ndim == 5:  # (B, V, 1, F, T'): the audio under each view
             out = [self.audio_head(self.audio_backbone(s)) for s in split_views(audio, num_views=num_views)]
-        else:  # (B, 1, F, T'): one clip's audio for every view (the official loader)
+        elif self.audio_per_view:  # (B, 1, F, T') through the network once per view: own dropout masks
+            out = [self.audio_head(self.audio_backbone(audio)) for _ in range(num_views)]
+        else:  # (B, 1, F, T'): one clip's audio, one embedding for every view
             out = [self.audio_head(self.audio_backbone(audio))] * num_views
         return torch.stack(out).float()
 

@@ -16,7 +16,10 @@
 overrides, each coerced to the field's type (int, float, bool, str, Path, tuple, list, Literal,
 Optional; ``none`` for None; ``1,2,3`` for sequences; a bare ``--flag`` sets a bool). Nested
 dataclasses are reached with dots (``--optim.lr``). Unknown keys are rejected with the nearest key.
-``--help`` lists every key with its type, default and the comment beside it, and the presets.
+Keys are written with dashes or underscores alike (``--run-dir``, ``--run_dir``, ``run-dir=...``); ``--help``
+lists every key, dashed, with its type, default and the comment beside it, and the presets. ``--print-config``
+prints the resolved configuration as JSON and exits without writing anything. Preset values may be
+:class:`~videozoo.data.transforms.presets.Sourced` (a value with where it comes from): the value is used.
 The final config goes to ``<run_dir>/config.json`` together with ``run_info`` (command, preset, overrides).
 """
 
@@ -39,10 +42,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
+from videozoo.data.transforms.presets import Sourced
+
 __all__ = ["ConfigError", "config_to_dict", "parse_config", "save_config"]
 
 C = TypeVar("C")
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+PRINT_CONFIG = "print_config"  # --print-config: print the resolved config as JSON and exit
+
+
+def _plain(value: Any) -> Any:
+    """A preset value without its source annotation (:class:`Sourced`)."""
+    return value.value if isinstance(value, Sourced) else value
 
 
 class ConfigError(ValueError):
@@ -80,9 +91,11 @@ def parse_config(
                 raise ConfigError(f"unknown preset {name!r}{_hint(name, presets)}; presets: {', '.join(presets)}")
             for key, value in presets[name].items():
                 _check_key(key, fields, where=f"preset {name!r} sets ")
-                values[key] = value
+                values[key] = _plain(value)
         overrides = {}
         for key, text in pairs:
+            if key == PRINT_CONFIG:
+                continue
             _check_key(key, fields)
             overrides[key] = _coerce(text, fields[key], key)
         config = _replace(defaults, {**values, **overrides})
@@ -91,6 +104,9 @@ def parse_config(
             raise
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    if any(key == PRINT_CONFIG for key, _ in pairs):  # the resolved configuration, and nothing written
+        print(json.dumps(config_to_dict(config), indent=2))
+        raise SystemExit(0)
     run_info = {
         "command": shlex.join([*_launcher(), sys.argv[0] or "-", *argv]),
         "argv": argv,
@@ -141,7 +157,7 @@ def _split_argv(argv: list[str], fields: dict[str, Any]) -> tuple[list[str] | No
             key, text = token[2:].split("=", 1)
         elif token.startswith("--"):
             key, nxt = token[2:], argv[i + 1] if i + 1 < len(argv) else None
-            is_bool = fields.get(key.replace("-", "_")) is bool
+            is_bool = fields.get(key.replace("-", "_")) is bool or key.replace("-", "_") == PRINT_CONFIG
             if nxt is None or nxt.startswith("--") or (is_bool and nxt.lower() not in _TRUE | _FALSE):
                 if not is_bool:
                     raise ConfigError(f"--{key} needs a value")
@@ -261,28 +277,37 @@ def _replace(config: Any, values: Mapping[str, Any]) -> Any:
 def _help(defaults: Any, presets: Mapping[str, Mapping[str, Any]], fields: dict[str, Any]) -> str:
     comments = _field_comments(type(defaults))
     lines = [f"usage: {Path(sys.argv[0]).name or 'recipe'} [--preset NAME[,NAME]] [--key value | --key=value | "
-             "key=value ...]", "", "presets (applied in order, before the overrides):"]
+             "key=value ...] [--print-config]", "", "presets (applied in order, before the overrides):"]
+    width = max([12, *map(len, presets)])
     for name, preset in presets.items():
-        lines.append(f"  {name:<12} " + (", ".join(f"{k}={v!r}" for k, v in preset.items()) or "(defaults)"))
-    lines += ["", "keys (default):"]
+        shown = ", ".join(f"{_dashed(k)}={_plain(v)!r}" for k, v in preset.items())
+        lines.append(f"  {name:<{width}} " + (shown or "(defaults)"))
+    lines += ["", "keys (default; --run-dir and --run_dir are the same key):"]
     for key, tp in fields.items():
         value = defaults
         for part in key.split("."):
             value = getattr(value, part)
-        comment = comments.get(key.rsplit(".", 1)[-1], "")
-        lines.append(f"  --{key} {_type_name(tp)} = {value!r}" + (f"    # {comment}" if comment else ""))
+        comment = comments.get(key, "")
+        lines.append(f"  --{_dashed(key)} {_type_name(tp)} = {value!r}" + (f"    # {comment}" if comment else ""))
+    lines += ["", "  --print-config    print the resolved configuration as JSON and exit (nothing is written)"]
     return "\n".join(lines)
 
 
-def _field_comments(cls: type) -> dict[str, str]:
-    """The ``# comment`` written beside each field in the source of ``cls`` (and nested dataclasses)."""
+def _dashed(key: str) -> str:
+    """The spelling --help shows: ``run_dir`` -> ``run-dir`` (``aug.crop_size`` -> ``aug.crop-size``)."""
+    return key.replace("_", "-")
+
+
+def _field_comments(cls: type, prefix: str = "") -> dict[str, str]:
+    """The ``# comment`` written beside each field in the source of ``cls``, by (dotted) key, nested dataclasses too."""
     comments: dict[str, str] = {}
-    classes = [cls, *(t for t in typing.get_type_hints(cls).values() if dataclasses.is_dataclass(t))]
-    for c in classes:
-        try:
-            source = inspect.getsource(c)
-        except (OSError, TypeError):
-            continue
-        for m in re.finditer(r"^\s+(\w+)\s*:[^\n#]*#\s*(.+)$", source, flags=re.MULTILINE):
-            comments.setdefault(m.group(1), m.group(2).strip())
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        source = ""
+    for m in re.finditer(r"^\s+(\w+)\s*:[^\n#]*#\s*(.+)$", source, flags=re.MULTILINE):
+        comments.setdefault(prefix + m.group(1), m.group(2).strip())
+    for name, tp in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(tp):
+            comments.update(_field_comments(tp, f"{prefix}{name}."))
     return comments

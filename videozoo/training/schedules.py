@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-__all__ = ["constant", "cosine", "momentum_cosine", "multistep"]
+__all__ = ["constant", "cosine", "momentum_cosine", "multistep", "warmup_multistep"]
 
 Schedule = Callable[[float], float]
 
@@ -47,3 +47,23 @@ def multistep(*, milestones: Sequence[float], gamma: float = 0.1, warmup: float 
 def momentum_cosine(*, base: float = 0.996, final: float = 1.0) -> Schedule:
     """A momentum rising from ``base`` to ``final`` along a half cosine (BYOL/DINO); MoCo keeps it constant."""
     return lambda p: final - (final - base) * 0.5 * (1.0 + math.cos(math.pi * min(max(p, 0.0), 1.0)))
+
+
+def warmup_multistep(*, warmup: float, start: float = 0.0, milestones: Sequence[float] = (), gamma: float = 0.1,
+                     epochs: int | None = None) -> Schedule:
+    """Linear warm-up from ``start`` to 1 over the first ``warmup`` fraction, then ×``gamma`` at every milestone.
+
+    STiCA (main_stica.py:114-127): ``start`` = 0.01 / 0.64, warm-up 10 of 151 epochs set every step, no milestones.
+    ``epochs`` makes the warm-up a staircase, one value per epoch, as GDT's ``GradualWarmupScheduler`` stepped
+    once per epoch (main_gdt.py:164-168, 248-249): epoch ``e`` of the warm-up runs at ``start + (1 − start)·e/E``.
+    """
+    points = sorted(milestones)
+
+    def schedule(p: float) -> float:
+        if warmup > 0 and p < warmup:
+            if epochs:
+                p = math.floor(p * epochs + 1e-9) / epochs
+            return start + (1.0 - start) * p / warmup
+        return gamma ** sum(p >= m for m in points)
+
+    return schedule

@@ -15,7 +15,7 @@ import torch
 from einops import rearrange
 
 from videozoo.data.datasets.annotations import VideoSample
-from videozoo.data.decode import VideoDecodeError, forget_reader, open_video
+from videozoo.data.decode import VideoDecodeError, as_decode_error, forget_reader, open_video
 from videozoo.data.sampling import ClipSampler, RandomClipSampler
 
 log = logging.getLogger("videozoo.data")
@@ -73,9 +73,14 @@ class VideoDataset(torch.utils.data.Dataset):
     * ``index``: the sample actually returned (after a replacement, not the one asked for).
 
     Bad videos: with ``skip_bad`` a :class:`VideoDecodeError` (also: no audio when audio is asked for, no
-    flow folder, a video too short for a sampler with ``pad="error"``) is logged, counted in ``num_failures``
-    (shared by the DataLoader workers) and ``failed_paths`` (this process), and a random other video
-    is returned instead; after ``max_retries`` failures in a row the error is raised.
+    flow folder, a video too short for a sampler with ``pad="error"``, any other failure to read the frames,
+    such as a file shorter than its header says) is logged, counted in ``num_failures`` (shared by the
+    DataLoader workers) and ``failed_paths`` (this process), and a random other video is returned instead;
+    after ``max_retries`` failures in a row the error is raised.
+
+    Short videos: a video supplying less than half of a clip's frames is used, padded by the sampler's rule,
+    and noted in ``padded_paths`` (this process; path -> how many frames it supplies), so that a run can say
+    how much of its data was mostly padding.
 
     Args:
         samples: the videos.
@@ -124,6 +129,7 @@ class VideoDataset(torch.utils.data.Dataset):
         self.skip_bad, self.max_retries = skip_bad, max_retries
         self._failures = FailureCounter()
         self.failed_paths: dict[str, str] = {}  # this process's failures: path -> cause
+        self.padded_paths: dict[str, str] = {}  # this process's mostly padded videos: path -> note
 
     # -- bookkeeping ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -178,14 +184,17 @@ class VideoDataset(torch.utils.data.Dataset):
         """One sample without the bad-video replacement (raises :class:`VideoDecodeError`)."""
         rng = rng if rng is not None else np.random.default_rng()
         sample = self.samples[index]
-        reader = open_video(sample.path, size=self.decode_size, backend=self.backend, cache=self.cache_readers)
+        with as_decode_error(sample.path):
+            reader = open_video(sample.path, size=self.decode_size, backend=self.backend, cache=self.cache_readers)
         draws = 1 if self.views_share_clip else self.num_views
         try:
             indices = np.concatenate([self.sampler(len(reader), reader.fps, rng) for _ in range(draws)])  # (N, T)
         except ValueError as e:  # pad="error" on a short video, resampling without a frame rate
             raise VideoDecodeError(sample.path, f"clip sampling: {e}") from e
+        self._note_padding(sample.path, len(reader), reader.fps)
         try:
-            frames = reader.get_frames(indices.reshape(-1))  # (N*T, C, H, W)
+            with as_decode_error(sample.path):  # e.g. indices past the end of a file shorter than it claims
+                frames = reader.get_frames(indices.reshape(-1))  # (N*T, C, H, W)
         except VideoDecodeError:
             if self.cache_readers:
                 forget_reader(reader)
@@ -219,6 +228,15 @@ class VideoDataset(torch.utils.data.Dataset):
         if self.audio_sample_rate:
             out["audio"] = _stack([self._audio(sample, i, reader.fps) for i in indices])
         return out
+
+    def _note_padding(self, path: str, num_video_frames: int, fps: float) -> None:
+        """Note ``path`` in ``padded_paths`` when its clips are mostly padding (samplers without the check: never)."""
+        if path in self.padded_paths or not hasattr(self.sampler, "short_clip_note"):
+            return
+        note = self.sampler.short_clip_note(num_video_frames, fps)
+        if note:
+            self.padded_paths[path] = note
+            log.info("short video %s: %s", path, note)
 
     def _flow(self, sample: VideoSample, indices: np.ndarray) -> list[torch.Tensor]:
         from videozoo.data.flow import read_flow_clip  # the store videozoo.data.flow writes

@@ -1,8 +1,9 @@
 """Video augmentations: same random parameters for every frame of a clip.
 
 Train (:class:`VideoTrain`, :func:`preset`), paired RGB+flow (:class:`PairedTransform`), batched on any device
-(:class:`BatchedVideoAugment`) and evaluation (:class:`VideoEval`). Inputs are uint8 (T, C, H, W) clips, outputs
-float (C, T, H, W) normalised, the layout models take.
+(:class:`BatchedVideoAugment`), views of a sample (:class:`CoCLRViews`, :class:`MultiView`, :class:`MapSamples`)
+and evaluation (:class:`VideoEval`). Inputs are uint8 (T, C, H, W) clips, outputs float (C, T, H, W) normalised,
+the layout models take.
 """
 
 from videozoo.data.transforms.batched import BatchedVideoAugment
@@ -10,7 +11,9 @@ from videozoo.data.transforms.eval import VideoEval
 from videozoo.data.transforms.functional import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD
 from videozoo.data.transforms.presets import (
     EVAL_PRESETS,
+    RELEASED,
     TRAIN_PRESETS,
+    Sourced,
     cacl_train,
     coclr_train,
     eval_preset,
@@ -18,6 +21,7 @@ from videozoo.data.transforms.presets import (
     stica_train,
 )
 from videozoo.data.transforms.train import ClipParams, PairedTransform, VideoTrain
+from videozoo.data.transforms.views import VIEW_REGIMES, CoCLRViews, MapSamples, MultiView
 
 __all__ = [
     "EVAL_PRESETS",
@@ -25,10 +29,16 @@ __all__ = [
     "IMAGENET_STD",
     "KINETICS_MEAN",
     "KINETICS_STD",
+    "RELEASED",
     "TRAIN_PRESETS",
+    "VIEW_REGIMES",
     "BatchedVideoAugment",
     "ClipParams",
+    "CoCLRViews",
+    "MapSamples",
+    "MultiView",
     "PairedTransform",
+    "Sourced",
     "VideoEval",
     "VideoTrain",
     "cacl_train",

@@ -11,14 +11,15 @@ import torch
 import torch.nn.functional as nnF
 from einops import rearrange, repeat
 
-from videozoo.data.transforms.functional import blur_kernel_size, per_channel
+from videozoo.data.transforms.functional import GREY_WEIGHTS, blur_kernel_size, per_channel
 from videozoo.data.transforms.train import VideoTrain
 
 
-def _grey(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, T, H, W) -> (B, 1, T, H, W), ITU-R 601 luma as torchvision."""
+def _grey(x: torch.Tensor, weights: str = "luma") -> torch.Tensor:
+    """(B, 3, T, H, W) -> (B, 1, T, H, W), ITU-R 601 luma as torchvision (``weights="bgr"``: GDT's reversed)."""
+    wr, wg, wb = GREY_WEIGHTS[weights]
     r, g, b = x.unbind(1)
-    return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
+    return (wr * r + wg * g + wb * b).unsqueeze(1)
 
 
 def _blend(a: torch.Tensor, b: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
@@ -49,6 +50,9 @@ class BatchedVideoAugment:
     """
 
     def __init__(self, train: VideoTrain, *, generator: torch.Generator | None = None) -> None:
+        unsupported = [k for k in ("normalise_first", "blur_fixed_xy") if getattr(train, k)]
+        if unsupported:
+            raise ValueError(f"BatchedVideoAugment does not implement {', '.join(unsupported)}; use VideoTrain")
         self.t, self.generator = train, generator
 
     def __repr__(self) -> str:
@@ -98,10 +102,10 @@ class BatchedVideoAugment:
             if names[i] == "brightness":
                 x = (x * rearrange(factor, "b -> b 1 1 1 1")).clamp(0, 1)
             elif names[i] == "contrast":  # towards each frame's mean grey, as torchvision's adjust_contrast
-                grey = _grey(x) if x.shape[1] == 3 else x
+                grey = _grey(x, self.t.grey_weights) if x.shape[1] == 3 else x
                 x = _blend(x, grey.mean(dim=(1, 3, 4), keepdim=True), factor)
             elif names[i] == "saturation":
-                x = _blend(x, _grey(x), factor)
+                x = _blend(x, _grey(x, self.t.grey_weights), factor)
             else:
                 x = _shift_hue(x, factor)
         return x
@@ -110,7 +114,7 @@ class BatchedVideoAugment:
         if x.shape[1] == 1:
             return x
         if self.t.grey_mode == "luma":
-            grey = _grey(x).expand_as(x)
+            grey = _grey(x, self.t.grey_weights).expand_as(x)
         else:  # CoCLR's channel copy: one random channel per sample into all three
             index = repeat(p["grey_channel"].to(x.device), "b -> b 1 t h w", t=x.shape[2], h=x.shape[3], w=x.shape[4])
             grey = torch.gather(x, 1, index).expand_as(x)

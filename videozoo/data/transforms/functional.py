@@ -63,10 +63,23 @@ def resize(clip: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
     return F.resize(clip, list(out), antialias=True)
 
 
-def grey(clip: torch.Tensor, *, mode: str = "luma", channel: int = 0) -> torch.Tensor:
+GREY_WEIGHTS = {
+    "luma": (0.2989, 0.587, 0.114),  # ITU-R 601 on (R, G, B), torchvision's rgb_to_grayscale
+    "bgr": (0.114, 0.587, 0.299),  # GDT's grayscale: 0.299 on channel 2, 0.114 on channel 0, on RGB frames
+}
+
+
+def grey_level(clip: torch.Tensor, weights: str = "luma") -> torch.Tensor:
+    """(..., 3, H, W) -> (..., 1, H, W): the weighted channel sum (``GREY_WEIGHTS``), no clamping."""
+    w = torch.tensor(GREY_WEIGHTS[weights], dtype=clip.dtype, device=clip.device)
+    return (clip * rearrange(w, "c -> c 1 1")).sum(-3, keepdim=True)
+
+
+def grey(clip: torch.Tensor, *, mode: str = "luma", channel: int = 0, weights: str = "luma") -> torch.Tensor:
     """Grey a clip keeping its channel count.
 
-    ``luma``: ITU-R 601 luma (torchvision ``rgb_to_grayscale``), what SimCLR/MoCo and CACL's RandomGrayscale do.
+    ``luma``: ITU-R 601 luma (torchvision ``rgb_to_grayscale``), what SimCLR/MoCo and CACL's RandomGrayscale do;
+    ``weights="bgr"`` applies those weights in reverse channel order, as GDT/STiCA's ``grayscale`` on RGB frames.
     ``channel_copy``: CoCLR's ``RandomGray`` (utils/augmentation.py) copies one colour channel, drawn at random,
     into all three — "actually it is a channel splitting, not strictly grayscale", as its docstring says.
     """
@@ -74,7 +87,9 @@ def grey(clip: torch.Tensor, *, mode: str = "luma", channel: int = 0) -> torch.T
     if channels == 1:
         return clip
     if mode == "luma":
-        return F.rgb_to_grayscale(clip, num_output_channels=channels)
+        if weights == "luma":
+            return F.rgb_to_grayscale(clip, num_output_channels=channels)
+        return grey_level(clip, weights).expand_as(clip).contiguous()
     if mode == "channel_copy":
         return clip[..., [channel] * channels, :, :]
     raise ValueError(f"grey mode must be 'luma' or 'channel_copy', got {mode!r}")
@@ -85,18 +100,36 @@ def channel_gain(clip: torch.Tensor, gains: Sequence[float]) -> torch.Tensor:
     return (clip * per_channel(gains, clip.shape[-3], "gains").to(clip)).clamp(0, 1)
 
 
-def colour_jitter(clip: torch.Tensor, factors: dict[str, float], order: Sequence[str]) -> torch.Tensor:
+def colour_jitter(clip: torch.Tensor, factors: dict[str, float], order: Sequence[str], *, grey_weights: str = "luma",
+                  clamp: bool = True) -> torch.Tensor:
     """Brightness/contrast/saturation/hue with given factors in the given order (torchvision semantics).
 
     Contrast blends towards each frame's mean grey level, as per-frame image jitter does; the factors, not the
     per-frame statistics, are what is shared across the clip. Saturation and hue leave 1-channel clips unchanged.
+    With ``grey_weights="bgr"`` or ``clamp=False`` the three blends are computed here (GDT/STiCA's ``color_jitter``:
+    brightness ``f·x``, contrast ``f·x + (1 − f)·mean(grey)``, saturation ``f·x + (1 − f)·grey``), clamped to
+    [0, 1] only with ``clamp``; hue then needs ``clamp`` (pixels in [0, 1]).
     """
+    own = grey_weights != "luma" or not clamp
     for name in order:
         if name not in factors:
             continue
         if clip.shape[-3] == 1 and name in ("saturation", "hue"):
             continue
-        clip = getattr(F, f"adjust_{name}")(clip, factors[name])
+        f = factors[name]
+        if not own or (name == "hue" and clamp):
+            clip = getattr(F, f"adjust_{name}")(clip, f)
+            continue
+        if name == "hue":
+            raise ValueError("hue jitter needs [0, 1] pixels (clamp=True)")
+        if name == "brightness":
+            clip = f * clip
+        else:
+            g = grey_level(clip, grey_weights) if clip.shape[-3] == 3 else clip
+            target = g.mean(dim=(-3, -2, -1), keepdim=True) if name == "contrast" else g
+            clip = f * clip + (1 - f) * target
+        if clamp:
+            clip = clip.clamp(0, 1)
     return clip
 
 

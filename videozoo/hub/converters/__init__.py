@@ -7,6 +7,7 @@ unexpected is an error naming it. Usage and what each release holds: ``docs/conv
 
     videozoo convert CoCLR-ucf101-rgb-128-s3d-ep182.tar --to coclr_s3d_ucf101_rgb --out coclr_s3d_ucf101_rgb/
     videozoo.load("coclr_s3d_ucf101_rgb", weights="CoCLR-ucf101-rgb-128-s3d-ep182.tar")  # converts on the fly
+    videozoo.load("r2plus1d_18", weights="tv.pth")  # a plain state dict (torchvision's) loads as it is
 """
 
 from videozoo.hub.converters.base import (
@@ -25,7 +26,9 @@ from videozoo.hub.converters.convert import (
     convert_if_official,
     detect_format,
     is_official_checkpoint,
+    is_plain_state_dict,
     load_heads,
+    read_torch_weights,
     run_convert_command,
 )
 
@@ -42,7 +45,9 @@ __all__ = [
     "convert_if_official",
     "detect_format",
     "is_official_checkpoint",
+    "is_plain_state_dict",
     "load_heads",
     "load_official_checkpoint",
+    "read_torch_weights",
     "run_convert_command",
 ]

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from videozoo.hub.errors import WeightsFormatError
+from videozoo.hub.errors import WeightsFormatError, WeightsNotFoundError
 
 __all__ = [
     "HEAD_BUILDERS",
@@ -121,8 +121,10 @@ def load_official_checkpoint(path: str | os.PathLike[str]) -> Any:
     :class:`~videozoo.hub.WeightsFormatError` when it is not a ``torch.save`` file at all.
     """
     path = Path(path).expanduser()
+    if not path.exists():
+        raise WeightsNotFoundError(f"official checkpoint {path} does not exist")
     if not path.is_file():
-        raise WeightsFormatError(f"official checkpoint {path} does not exist")
+        raise WeightsFormatError(f"official checkpoint {path} is a directory, not a torch.save file")
     try:
         with torch.serialization.safe_globals(_stand_ins()):
             return torch.load(path, map_location="cpu", weights_only=True)

@@ -47,6 +47,8 @@ def convert_cacl(checkpoint: Any, *, source: str) -> Converted:
     state, had_module = strip_module_prefix(state_dict_of(checkpoint, source=source, where="the checkpoint"))
     ledger = KeyLedger(state, source=source, fmt="CACL", prefix="module." if had_module else "")
 
+    queue = state.get("queue")
+    shapes = {"queue_size": int(queue.shape[1]), "dim": int(queue.shape[0])} if queue is not None else {}
     backbone = ledger.take({"encoder_q.base_network.": ""}, what="backbone")
     arch = next((a for key, a in _ARCH_BY_FIRST_KEY.items() if key in backbone), None)
     if arch is None:
@@ -81,5 +83,5 @@ def convert_cacl(checkpoint: Any, *, source: str) -> Converted:
         raise ConversionError(f"{source}: encoder_q.contrast_fc1/fc7/fc8 are not CACL's linear heads") from None
     return Converted(
         format="cacl", variant=arch, arch=arch, state_dict=backbone, heads=heads, dropped=ledger.dropped,
-        info={"module_prefix": had_module}, official_names=ledger.names["backbone"],
+        info={"module_prefix": had_module, **shapes}, official_names=ledger.names["backbone"],
     )

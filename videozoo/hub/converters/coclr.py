@@ -82,6 +82,10 @@ def convert_coclr(checkpoint: Any, *, source: str) -> Converted:
             + (f" (unexpected: {sorted(buffers - expected)})" if buffers - expected else "")
         )
 
+    if ledger.has("encoder_q.0.") and any("gating" in k for k in state if k.startswith("encoder_q.0.")):
+        raise ConversionError(f"{source}: an S3D-G backbone (--net s3dg: self-gating weights); the registry's CoCLR "
+                              "models are plain S3D, as the released checkpoints")
+    queue_size, dim = (int(n) for n in reversed(state["queue"].shape)) if "queue" in state else (None, None)
     backbone_all = ledger.take({"encoder_q.0.": ""}, what="backbone")
     backbone = _drop_block_copies(backbone_all, source=source)
     ledger.dropped[f"{ledger.prefix}encoder_q.0.block1-5.* ({len(backbone_all) - len(backbone)} tensors)"] = (
@@ -104,7 +108,7 @@ def convert_coclr(checkpoint: Any, *, source: str) -> Converted:
         state_dict=backbone,
         heads={"projection": _projection_head(head, source=source)},
         dropped={**ledger.dropped, **top_level_dropped(top, TOP_LEVEL, converted="state_dict")},
-        info={"epoch": jsonable(top.get("epoch"))},
+        info={"epoch": jsonable(top.get("epoch")), "queue_size": queue_size, "dim": dim},  # read from `queue`
         official_names=ledger.names["backbone"],
     )
 

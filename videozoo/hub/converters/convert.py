@@ -3,8 +3,9 @@
 ``convert_checkpoint`` reads an official file (``torch.load(weights_only=True)``), recognises its format, converts
 it with that format's converter, and checks the result against the registry entry it is meant for: same
 architecture, same provenance, every key and shape of the model. ``convert`` writes the weights directory
-(``save_pretrained``) plus ``heads.safetensors``; ``convert_if_official`` is what ``videozoo.load(NAME,
-weights="official.pth")`` uses to convert on the fly. Which checkpoint holds what: ``docs/converting.md``.
+(``save_pretrained``) plus ``heads.safetensors``; ``read_torch_weights`` is what ``videozoo.load(NAME,
+weights="file.pth")`` uses: an official checkpoint is converted on the fly, a plain state dict (torchvision's) is
+taken as it is. Which checkpoint holds what: ``docs/converting.md``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ __all__ = [
     "convert_if_official",
     "detect_format",
     "is_official_checkpoint",
+    "is_plain_state_dict",
     "load_heads",
+    "read_torch_weights",
     "run_convert_command",
 ]
 
@@ -107,11 +110,15 @@ def convert_checkpoint(source: str | os.PathLike[str], *, to: str | ModelEntry |
     ``to``, and :class:`ConversionError` (a :class:`~videozoo.hub.WeightsFormatError`) naming any unexpected
     key, missing key or wrong shape.
     """
+    path = Path(source).expanduser()
+    return _convert_loaded(load_official_checkpoint(path), path, to=to, format=format)
+
+
+def _convert_loaded(checkpoint: Any, path: Path, *, to: str | ModelEntry | None, format: str | None) -> Converted:
+    """:func:`convert_checkpoint` of a checkpoint already read from ``path``."""
     from videozoo.hub.weights import sha256_file
 
-    path = Path(source).expanduser()
     entry = registry.get(to) if isinstance(to, str) else to
-    checkpoint = load_official_checkpoint(path)
     fmt = format or detect_format(checkpoint, source=path.name)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known: {sorted(FORMATS)}")
@@ -165,14 +172,55 @@ def convert(source: str | os.PathLike[str], *, to: str, out: str | os.PathLike[s
 
 
 def convert_if_official(weights: str | os.PathLike[str] | None, entry: str | ModelEntry) -> Any:
-    """For ``videozoo.load``: a :class:`~videozoo.hub.LoadedWeights` converted on the fly when ``weights`` is
-    an official checkpoint file (``.pth``, ``.tar``, ``.pth.tar``, ...), else ``None``."""
-    from videozoo.hub.weights import LoadedWeights
-
-    if weights is None or not isinstance(weights, str | os.PathLike) or not is_official_checkpoint(weights):
+    """A :class:`~videozoo.hub.LoadedWeights` converted on the fly when ``weights`` is an official checkpoint
+    file (``.pth``, ``.tar``, ``.pth.tar``, ...), else ``None``."""
+    if not _is_torch_file(weights):
         return None
     entry = registry.get(entry) if isinstance(entry, str) else entry
-    converted = convert_checkpoint(weights, to=entry)
+    return _as_loaded(convert_checkpoint(weights, to=entry), entry, Path(weights).expanduser())
+
+
+def read_torch_weights(weights: str | os.PathLike[str] | None, entry: str | ModelEntry) -> Any:
+    """For ``videozoo.load``: a :class:`~videozoo.hub.LoadedWeights` from a ``torch.save`` file, else ``None``.
+
+    An official release is converted on the fly (:func:`convert_if_official`). A plain state dict, ``{name:
+    tensor}`` as ``model.state_dict()`` gives it (torchvision's ``r2plus1d_18``, ``r3d_18``, ``mc3_18``, or a
+    videozoo model's), is taken as it is: with no ``config.json`` to name its architecture, the strict key check
+    of ``load_state_dict_strict`` decides whether it fits. Read with ``torch.load(weights_only=True)``.
+    """
+    from videozoo.hub.weights import LoadedWeights
+
+    if not _is_torch_file(weights):
+        return None
+    entry = registry.get(entry) if isinstance(entry, str) else entry
+    path = Path(weights).expanduser()
+    checkpoint = load_official_checkpoint(path)
+    if is_plain_state_dict(checkpoint) and _official_format(checkpoint) is None:
+        return LoadedWeights(state_dict=dict(checkpoint), config=None, path=path)
+    return _as_loaded(_convert_loaded(checkpoint, path, to=entry, format=None), entry, path)
+
+
+def is_plain_state_dict(checkpoint: Any) -> bool:
+    """Whether a loaded checkpoint is ``{str: Tensor}`` and nothing else (what ``model.state_dict()`` saves)."""
+    return (isinstance(checkpoint, Mapping) and bool(checkpoint)
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in checkpoint.items()))
+
+
+def _official_format(checkpoint: Any) -> str | None:
+    """The official format of ``checkpoint``, or None (CACL's are plain state dicts too, so ask first)."""
+    try:
+        return detect_format(checkpoint)
+    except ConversionError:
+        return None
+
+
+def _is_torch_file(weights: Any) -> bool:
+    return isinstance(weights, str | os.PathLike) and is_official_checkpoint(weights)
+
+
+def _as_loaded(converted: Converted, entry: ModelEntry, path: Path) -> Any:
+    from videozoo.hub.weights import LoadedWeights
+
     config = {
         "name": entry.name,
         "architecture": entry.arch,
@@ -180,8 +228,7 @@ def convert_if_official(weights: str | os.PathLike[str] | None, entry: str | Mod
         "num_classes": 0,
         "converted_from": converted.summary(),
     }
-    return LoadedWeights(state_dict=converted.state_dict, config=config, path=Path(weights).expanduser(),
-                         sha256=converted.info["sha256"])
+    return LoadedWeights(state_dict=converted.state_dict, config=config, path=path, sha256=converted.info["sha256"])
 
 
 # ------------------------------------------------------------------------------------------------

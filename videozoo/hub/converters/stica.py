@@ -15,9 +15,16 @@ DistributedDataParallel-wrapped ``model.Stica_TransformerFMCrop``, every key sta
 ``mlp_v.*``, ``mlp_a.*``               projection heads, kept as ``video_head`` / ``audio_head`` (GDTHead)
 ====================================  ==================================================================
 
-Not in the weights, so taken from ``main_stica.py``'s defaults and recorded: 4 attention heads (``--num_head``) and
-resampling time to 4 steps before attending (``--transformer_time_dim``). ``--positional_emb True`` checkpoints
-(``pos_embs``, ``pos_ids``) are refused: videozoo's pooling has no positional embedding, as STiCA's default.
+The pooling's width, FFN width, depth and value/output projections are read from the weights. The number of
+attention heads (``--num_head``) and of time steps the official ``AdaptiveAvgPool3d`` resamples the map to before
+attending (``--transformer_time_dim``) are not in the weights: they are read from the checkpoint's ``args`` when it
+has them (``main_stica.py`` itself saves none), else taken from the ``heads``/``time_steps`` arguments, else: 4
+heads (``main_stica.py:680`` default) and no resampling, the pooling attending over the map's own T steps. That is
+what a correctly configured run did: ``TransposeSqueeze`` (``model.py:346``) reshapes the pooled map into
+``duration`` steps (4 for ``--num_sec 1``, 30 frames; 8 for ``--num_sec 2``, 60 frames), so ``transformer_time_dim``
+must equal the map's T; ``args`` where they differ (the default 4 with ``--num_sec 2``: samples mixed by the
+reshape) are refused. ``--positional_emb True`` checkpoints (``pos_embs``, ``pos_ids``) are refused: videozoo's
+pooling has no positional embedding, as STiCA's default.
 """
 
 from __future__ import annotations
@@ -45,23 +52,27 @@ TOP_LEVEL = {
     "state_dict": "the model",
     "optimizer": "SGD optimizer state",
     "amp": "apex mixed-precision loss scaler (--use_fp16)",
+    "args": "training arguments (argparse.Namespace), when saved with the weights: read for the pooling",
 }
-OFFICIAL_HEADS = 4  # main_stica.py --num_head default
-OFFICIAL_TIME_STEPS = 4  # main_stica.py --transformer_time_dim default
+OFFICIAL_HEADS = 4  # main_stica.py:680 --num_head default
+DURATION = {1: 4, 2: 8, 3: 12, 4: 15}  # model.py:304-315: --num_sec -> the map's time steps (TransposeSqueeze)
 _LAYER = re.compile(r"transformer\.(\d+)\.")
 
 
-def convert_stica(checkpoint: Any, *, source: str, heads: int = OFFICIAL_HEADS,
-                  time_steps: int | None = OFFICIAL_TIME_STEPS) -> Converted:
-    """Convert a ``main_stica.py`` checkpoint; ``heads``/``time_steps`` give the pooling what the file lacks."""
+def convert_stica(checkpoint: Any, *, source: str, heads: int | None = None,
+                  time_steps: int | None = None) -> Converted:
+    """Convert a ``main_stica.py`` checkpoint; the pooling's heads and time steps come from its ``args`` if saved,
+    else from ``heads``/``time_steps``, else 4 heads and the map's own steps (module docstring)."""
     top = check_top_level(checkpoint, known=TOP_LEVEL, required=["state_dict"], source=source, fmt="STiCA")
     state, had_module = strip_module_prefix(state_dict_of(top["state_dict"], source=source, where="'state_dict'"))
     ledger = KeyLedger(state, source=source, fmt="STiCA", prefix="module." if had_module else "")
+    pooling_args = _pooling_args(top.get("args"), source=source, heads=heads, time_steps=time_steps)
 
     backbone = take_video_network(ledger)
     parts = {
         "audio_backbone": take_audio_network(ledger),
-        "pooling": _take_pooling(ledger, source=source, heads=heads, time_steps=time_steps),
+        "pooling": _take_pooling(ledger, source=source, heads=pooling_args["heads"],
+                                 time_steps=pooling_args["time_steps"]),
         "video_head": take_projection(ledger, "mlp_v.", source=source),
         "audio_head": take_projection(ledger, "mlp_a.", source=source),
     }
@@ -70,9 +81,37 @@ def convert_stica(checkpoint: Any, *, source: str, heads: int = OFFICIAL_HEADS,
         format="stica", variant="transformer" if parts["pooling"].config["depth"] else "average-pooling",
         arch="r2plus1d_18", state_dict=backbone, heads=parts,
         dropped={**ledger.dropped, **top_level_dropped(top, TOP_LEVEL, converted="state_dict")},
-        info={"epoch": jsonable(top.get("epoch")), "module_prefix": had_module},
+        info={"epoch": jsonable(top.get("epoch")), "module_prefix": had_module, "pooling": pooling_args},
         official_names=ledger.names["backbone"],
     )
+
+
+def _pooling_args(args: Any, *, source: str, heads: int | None, time_steps: int | None) -> dict[str, Any]:
+    """Heads and time steps of the pooling, and where each came from: ``args``, the caller, or the default."""
+    saved = getattr(args, "state", None) or (args if isinstance(args, dict) else None) or {}
+    if not isinstance(saved, dict):
+        saved = {}
+    out: dict[str, Any] = {}
+    if "num_head" in saved:
+        out |= {"heads": int(saved["num_head"]), "heads_from": "args.num_head"}
+    elif heads is not None:
+        out |= {"heads": heads, "heads_from": "given"}
+    else:
+        out |= {"heads": OFFICIAL_HEADS, "heads_from": "main_stica.py:680 default (not in the weights)"}
+    if "transformer_time_dim" in saved:
+        steps = int(saved["transformer_time_dim"])
+        num_sec = saved.get("num_sec")
+        if num_sec in DURATION and DURATION[num_sec] != steps:
+            raise ConversionError(
+                f"{source}: args.transformer_time_dim={steps} with args.num_sec={num_sec}, whose map has "
+                f"{DURATION[num_sec]} steps: the official TransposeSqueeze mixed samples of the batch when it was "
+                f"trained (run main_stica.py with --transformer_time_dim {DURATION[num_sec]})")
+        out |= {"time_steps": steps, "time_steps_from": "args.transformer_time_dim"}
+    elif time_steps is not None:
+        out |= {"time_steps": time_steps, "time_steps_from": "given"}
+    else:
+        out |= {"time_steps": None, "time_steps_from": "the map's own steps (4 for 30 frames, 8 for 60)"}
+    return out
 
 
 def _take_pooling(ledger: KeyLedger, *, source: str, heads: int, time_steps: int | None) -> HeadWeights:
