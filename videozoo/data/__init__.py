@@ -50,6 +50,7 @@ from videozoo.data.flow import (
     read_flow_clip,
     tvl1_flow,
 )
+from videozoo.data.prepare import PrepareSummary, prepare_folder, prepare_video
 from videozoo.data.sampling import (
     PAD_MODES,
     ClipSampler,
@@ -84,6 +85,7 @@ __all__ = [
     "NoAudioError",
     "NoReadableVideoError",
     "PairedTransform",
+    "PrepareSummary",
     "RandomClipSampler",
     "ScanEntry",
     "ScanReport",
@@ -113,6 +115,8 @@ __all__ = [
     "log_filterbank",
     "make_synthetic_dataset",
     "open_video",
+    "prepare_folder",
+    "prepare_video",
     "preset",
     "probe_video",
     "quantise_flow",
