@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from videozoo.eval.finetune import finetune
     from videozoo.registry import list_models
 
-__version__ = "0.1.0"
+from videozoo._version import __version__
 
 __all__ = [
     "__version__",

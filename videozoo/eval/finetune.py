@@ -438,7 +438,7 @@ def finetune(
 
     Under ``torchrun`` every process calls this; ``batch_size`` is per process.
     """
-    import videozoo
+    from videozoo.api import load
     from videozoo.training import Trainer, schedules
     from videozoo.training.checkpoint import LAST, load_checkpoint, save_checkpoint
 
@@ -450,7 +450,7 @@ def finetune(
         if weights is not None:
             raise TypeError("weights= is for a model given by name; load the weights into the module yourself")
     else:
-        model = videozoo.load(str(model), weights=weights, pretrained=pretrained)
+        model = load(str(model), weights=weights, pretrained=pretrained)
     start = _start(model, given, weights, pretrained)
     if select not in ("best", "last"):
         raise ValueError(f"select must be 'best' or 'last', got {select!r}")
