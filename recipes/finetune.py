@@ -6,10 +6,11 @@
     python recipes/finetune.py --preset cacl --model cacl_r3d_ucf101 --weights runs/cacl/export --root data/UCF101
     python recipes/finetune.py --dataset folder --root my_videos/train --val my_videos/val --model r2plus1d_18 \
         --weights org/my-pretrained-r2plus1d --epochs 20
-    python recipes/finetune.py --dataset csv --root train.csv --val val.csv --model s3d --random-init
+    python recipes/finetune.py --dataset csv --root train.csv --val val.csv --model s3d --pretrained false
     python recipes/finetune.py --help                        # every key, its default, the presets
 
-Presets (``videozoo.eval.finetune.FINETUNE_PROTOCOLS``, from the official code; REFERENCE.md):
+Presets: the papers' protocols (``videozoo.eval.finetune_config.FINETUNE_PROTOCOLS``, each value with its source in
+the official code; docs/methods/presets.md lists them), and ``smoke``:
 
 * ``coclr``: Adam lr 1e-3, backbone 1e-4, wd 1e-3, dropout 0.9, batch 32, 500 epochs (×0.1 at 400, 450);
   test = 10 crops over every 32-frame window, probabilities averaged (TengdaHan/CoCLR eval/main_classifier.py).
@@ -19,12 +20,14 @@ Presets (``videozoo.eval.finetune.FINETUNE_PROTOCOLS``, from the official code; 
 * ``stica``: SGD head 0.0025 / backbone 0.00025, wd 0.005, batch 32, 12 epochs, warm-up 2, ×0.05 at epochs 6 and 10,
   10 training clips per video per epoch; test = 10 clips × 3 crops, logits averaged (facebookresearch/GDT).
 
-Every value of a preset can be overridden (``--preset stica --epochs 20 --lr 0.005``). ``--dataset ucf101|hmdb51``
-trains on ``--split``'s train list and validates / tests on its test list (as the papers report); ``folder`` and
-``csv`` take ``--root`` (training) and ``--val``. Everything lands in ``--run-dir``: checkpoints (re-running the same
-command resumes), TensorBoard, history.json, results.json / predictions.csv / confusion_matrix.png, and ``model/``
-(safetensors + config.json with the class names + a model card with the measured numbers; push it with
-``videozoo publish``).
+The keys are those of ``videozoo.finetune`` (``FinetuneConfig``, by their flat names: ``--lr``, ``--batch-size``,
+``--out-dir``; ``--help`` lists them with their defaults, ``--print-config`` prints the resolved config), plus this
+script's data keys. Every value of a preset can be overridden (``--preset stica --epochs 20 --lr 0.005``).
+``--dataset ucf101|hmdb51`` trains on ``--split``'s train list and validates / tests on its test list (as the papers
+report); ``folder`` and ``csv`` take ``--root`` (training) and ``--val``. Everything lands in ``--out-dir``:
+config.json, checkpoints (re-running the same command resumes), TensorBoard, history.json, results.json /
+predictions.csv / confusion_matrix.png, and ``model/`` (safetensors + config.json with the class names + a model
+card with the measured numbers; push it with ``videozoo publish``).
 """
 
 from __future__ import annotations
@@ -36,74 +39,32 @@ import torch
 
 import videozoo
 from videozoo.data import HMDB51, UCF101
-from videozoo.eval import TEST_PROTOCOLS
-from videozoo.eval.finetune import FINETUNE_PROTOCOLS
+from videozoo.eval.finetune_config import FINETUNE_PROTOCOLS, FinetuneConfig
 from videozoo.training import parse_config
 
 
-# -- 1. configuration: defaults in one block, presets, command-line overrides ------------------------------------
-@dataclass
-class Config:
+# -- 1. configuration: videozoo.finetune's settings + this script's data, presets, command-line overrides ---------
+@dataclass(kw_only=True)
+class Config(FinetuneConfig):  # every fine-tuning key, with its default, comes from FinetuneConfig
     model: str = "stica_r2plus1d_k400"  # registered name, or a directory written by save_pretrained / finetune
-    weights: str | None = None  # weights dir / .safetensors / Hub id / official checkpoint; none: registered weights
-    random_init: bool = False  # start from random weights (a baseline, or to try the pipeline)
-    dataset: str = "ucf101"  # ucf101 | hmdb51 | folder | csv | synthetic (generated in run_dir)
+    dataset: str = "ucf101"  # ucf101 | hmdb51 | folder | csv | synthetic (generated in out_dir)
     root: str = "data/UCF101"  # ucf101/hmdb51: video root; folder: <class>/<video> tree; csv: path,label list
     annotations: str | None = None  # ucfTrainTestlist / testTrainMulti_7030_splits folder; none: in or beside root
     split: int = 1  # official split (1, 2, 3): train on its train list, test on its test list
     val: str | None = None  # folder / csv: the validation videos (a folder or a list); none: no validation
-    # optimisation (defaults: videozoo.finetune's; --preset coclr|cacl|stica sets a paper's)
-    epochs: int = 10
-    optimizer: str = "adam"  # adam | adamw | sgd
-    lr: float = 1e-3  # the new head's learning rate
-    backbone_lr: float | None = None  # the pretrained layers' learning rate; none: lr * backbone_lr_mult
-    backbone_lr_mult: float = 0.1
-    momentum: float = 0.9  # SGD only
-    weight_decay: float = 1e-3
-    schedule: str = "cosine"  # cosine | multistep | constant
-    milestones: tuple[float, ...] = ()  # multistep: epochs at which the lr is multiplied by gamma
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    batch_size: int = 8  # clips per step (per GPU)
-    dropout: float = 0.5  # before the new head
-    label_smoothing: float = 0.0
-    clips_per_video: int = 1  # random training clips per video per epoch
-    freeze: str | None = None  # backbone: train the head only (a linear probe; see recipes/linear_probe.py)
-    select: str = "best"  # best: keep the epoch with the best validation accuracy | last: the final epoch
-    frames: int | None = None  # override the model's clip length (none: its input spec) ...
-    stride: int | None = None  # ... frame stride ...
-    resize: int | None = None  # ... short side before cropping ...
-    crop_size: int | None = None  # ... and crop; saved with the model
-    # test: the final video-level evaluation
-    test: str | None = None  # coclr | cacl | stica (TEST_PROTOCOLS); none: the model's own paper's protocol
-    test_clips: int | None = None  # override the protocol's clips per video
-    test_crops: int | None = None  # override the protocol's crops per clip (1, 3, 5, 10)
-    # running
-    amp: str | None = "bf16" if torch.cuda.is_available() else None  # bf16 | fp16 | none
-    compile: bool = False
-    workers: int = 8  # DataLoader workers per GPU
-    seed: int = 0
     cpu_threads: int | None = None  # torch CPU threads (none: torch's default); 1: fastest for tiny models on busy CPUs
-    max_steps: int | None = None  # stop early (smoke runs)
-    run_dir: str = "runs/finetune"  # checkpoints, tb, history.json, results.json, model/
 
 
 PRESETS = {
-    **{name: dict(protocol) for name, protocol in FINETUNE_PROTOCOLS.items()},
-    # CACL's train_finetune.py run with its own argparse defaults (:225-236; the `cacl` protocol is its README command,
-    # README.md:47-50); milestones 120, 150 counted from epoch 1. Not reproduced: conv4/conv5/linear stay at --ft_lr
-    # 1e-3 throughout (their schedule line is commented out, :56-58) while the rest follows --lr
-    "cacl_released_defaults": {"optimizer": "sgd", "lr": 1e-3, "backbone_lr": 1e-3, "momentum": 0.9,
-                               "weight_decay": 5e-4, "dropout": 0.0, "batch_size": 8, "epochs": 180,
-                               "schedule": "multistep", "milestones": (119, 149), "gamma": 0.1, "test": "cacl"},
-    "smoke": {"dataset": "synthetic", "model": "r3d_18_tiny", "random_init": True, "frames": 8, "stride": 1,
+    **FINETUNE_PROTOCOLS,
+    "smoke": {"dataset": "synthetic", "model": "r3d_18_tiny", "pretrained": False, "frames": 8, "stride": 1,
               "resize": 36, "crop_size": 32, "epochs": 10, "lr": 3e-3, "backbone_lr_mult": 1.0, "weight_decay": 0.0,
-              "dropout": 0.0, "batch_size": 8, "workers": 0, "cpu_threads": 1, "test_clips": 1, "test_crops": 3,
-              "amp": None, "run_dir": "runs/finetune_smoke"},
+              "dropout": 0.0, "batch_size": 8, "num_workers": 0, "cpu_threads": 1, "test_clips": 1, "test_crops": 3,
+              "amp": None, "out_dir": "runs/finetune_smoke"},
 }  # fmt: skip
 
-config, run_info = parse_config(Config(), PRESETS)
-run_dir = Path(config.run_dir)
+config, run_info = parse_config(Config(), PRESETS, flat=True, run_dir_field="run.out_dir")
+run_dir = Path(config.run.out_dir)
 if config.cpu_threads:
     torch.set_num_threads(config.cpu_threads)
 where = "" if config.dataset == "synthetic" else f" ({config.root})"
@@ -138,21 +99,9 @@ elif config.dataset in ("folder", "csv"):
 else:
     raise SystemExit(f"--dataset must be ucf101, hmdb51, folder, csv or synthetic, got {config.dataset!r}")
 
-# -- 3. fine-tune, test, save -------------------------------------------------------------------------------------
-# a protocol name and / or single numbers changed; finetune fills the rest from the model's own paper's protocol
-test = dict(TEST_PROTOCOLS[config.test]) if config.test else {}
-test.update({k: v for k, v in (("clips", config.test_clips), ("crops", config.test_crops)) if v})
-spec = {k: getattr(config, k) for k in ("frames", "stride", "resize", "crop_size") if getattr(config, k) is not None}
-model, result = videozoo.finetune(
-    config.model, train, val, weights=config.weights, pretrained=not config.random_init,
-    epochs=config.epochs, optimizer=config.optimizer, lr=config.lr, backbone_lr=config.backbone_lr,
-    backbone_lr_mult=config.backbone_lr_mult, momentum=config.momentum, weight_decay=config.weight_decay,
-    schedule=config.schedule, milestones=config.milestones, gamma=config.gamma, warmup_epochs=config.warmup_epochs,
-    batch_size=config.batch_size, dropout=config.dropout, label_smoothing=config.label_smoothing,
-    clips_per_video=config.clips_per_video, freeze=config.freeze, select=config.select, input_spec=spec or None,
-    test=test or None, amp=config.amp, compile=config.compile, num_workers=config.workers, seed=config.seed,
-    max_steps=config.max_steps, out_dir=run_dir, task=task, card={"recipe_command": run_info["command"]},
-)  # fmt: skip
+# -- 3. fine-tune, test, save: every setting is in config --------------------------------------------------------
+card = {"recipe_command": run_info["command"], **(config.run.card or {})}
+model, result = videozoo.finetune(config.model, train, val, config=config, task=config.run.task or task, card=card)
 
 # -- 4. report ------------------------------------------------------------------------------------------------------
 metrics = result.metrics

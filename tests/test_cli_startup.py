@@ -55,9 +55,13 @@ def test_version_names_the_package_version() -> None:
     assert result.stdout.splitlines()[0] == f"videozoo {videozoo.__version__}"
 
 
-@pytest.mark.parametrize(("command", "option"), [("convert", "--to"), ("publish", "--repo"), ("flow", "--method")])
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [("convert", "--to"), ("publish", "--repo"), ("flow", "--method"), ("finetune", "--backbone-lr")],
+)
 def test_arguments_defined_elsewhere_come_with_their_command(command: str, option: str, capsys) -> None:
-    """convert, publish and flow take their arguments from their own (heavy) modules, loaded when they run."""
+    """convert, publish, flow and finetune (FinetuneConfig's fields) take their arguments from their own (heavy)
+    modules, loaded when they run."""
     with pytest.raises(SystemExit) as exit:
         main([command, "--help"])
     assert exit.value.code == 0 and option in capsys.readouterr().out

@@ -135,3 +135,16 @@ def test_config_json_written_to_run_dir(tmp_path: Path):
     assert saved["config"]["optim"] == {"lr": 0.1, "betas": [0.9, 0.999]}
     assert saved["run"]["preset"] == "smoke" and saved["run"]["argv"] == info["argv"]
     assert "--preset smoke" in info["command"]
+
+
+def test_flat_names_reach_nested_keys_when_asked(capsys):
+    """flat=True: ``--lr`` for ``--optim.lr`` (in presets too); without it the nested key needs its dots."""
+    config, info = parse("--lr", "0.5", "--epochs", "3", "--optim.betas", "0.1,0.2", flat=True)
+    assert config.optim == Optim(lr=0.5, betas=(0.1, 0.2)) and info["overrides"]["optim.lr"] == 0.5
+    preset = parse_config(Config(), {"p": {"lr": 0.2}}, ["--preset", "p"], exit_on_error=False, flat=True)[0]
+    assert preset.optim.lr == 0.2
+    with pytest.raises(ConfigError, match=r"unknown key 'lr' \(did you mean 'optim\.lr'"):
+        parse("--lr", "0.5")
+    with pytest.raises(SystemExit):
+        parse("--help", flat=True)
+    assert "--lr (--optim.lr) float = 0.001    # learning rate" in capsys.readouterr().out

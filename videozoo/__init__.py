@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from videozoo.api import create_model, load, model_info, save_pretrained, transforms_for
     from videozoo.eval.finetune import finetune
+    from videozoo.eval.finetune_config import FinetuneConfig
     from videozoo.registry import list_models
 
-__version__ = "0.1.0"
+from videozoo._version import __version__
 
 __all__ = [
+    "FinetuneConfig",
     "__version__",
     "create_model",
     "finetune",
@@ -37,6 +39,7 @@ _LAZY = {
     "transforms_for": "videozoo.api",
     "list_models": "videozoo.registry",
     "finetune": "videozoo.eval.finetune",
+    "FinetuneConfig": "videozoo.eval.finetune_config",
 }
 
 

@@ -10,9 +10,9 @@ the command cannot do without. A usage error is one line, ``videozoo CMD: error:
 to report it. 130 interrupted (Ctrl-C).
 
 Startup: nothing heavy (torch, PyAV, OpenCV, decord, timm) is imported before a command needs it. The parser is
-built from this module alone: ``convert``, ``publish`` and ``flow`` take their arguments from their own modules,
-which are imported only when that command runs. ``--help``, ``--version``, ``list`` and ``info`` answer without
-torch (``benchmarks/startup.py``).
+built from this module alone: ``convert``, ``publish``, ``flow`` and ``finetune`` take their arguments from their
+own modules (``finetune``'s flags are the fields of FinetuneConfig), which are imported only when that command
+runs. ``--help``, ``--version``, ``list`` and ``info`` answer without torch (``benchmarks/startup.py``).
 """
 
 from __future__ import annotations
@@ -122,15 +122,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 @command
 def cmd_finetune(args: argparse.Namespace) -> int:
     import videozoo
-    from videozoo.eval.finetune import FINETUNE_PROTOCOLS
+    from videozoo.eval.finetune_config import config_from_args
 
-    protocol = dict(FINETUNE_PROTOCOLS[args.protocol]) if args.protocol else {}
-    given = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size)) if v}
-    _, result = videozoo.finetune(
-        args.model, args.train, args.val, weights=args.weights, pretrained=not args.random_init,
-        freeze="backbone" if args.freeze_backbone else None, out_dir=args.out, device=args.device,
-        num_workers=args.workers, progress=not args.quiet, **{**protocol, **given},
-    )  # fmt: skip
+    config = config_from_args(args)  # the protocol, then the flags given; the defaults are FinetuneConfig's
+    _, result = videozoo.finetune(args.model, args.train, args.val, config=config)
     if "top1" in result.metrics:
         print(f"top-1 {100 * result.metrics['top1']:.2f}% over {result.metrics['num_videos']} videos "
               f"({result.metrics['description']})")  # fmt: skip
@@ -267,23 +262,6 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
 
 
-def _finetune_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("train", help="training videos: a folder with one sub-folder per class, or a path,label list")
-    p.add_argument("--val", default=None, help="validation videos, the same way; tested video-level at the end")
-    p.add_argument("--model", required=True, help="model name, or a directory written by save_pretrained")
-    p.add_argument("--weights", default=None, help="weights directory, .safetensors file or Hub repo id")
-    p.add_argument("--random-init", action="store_true", help="start from random weights")
-    p.add_argument("--protocol", choices=("coclr", "cacl", "stica"), default=None,
-                   help="a paper's fine-tuning protocol (docs/finetune.md); the options below override it")  # fmt: skip
-    p.add_argument("--epochs", type=_positive_int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="the head's learning rate (the backbone's: a tenth)")
-    p.add_argument("--batch-size", type=_positive_int, default=None)
-    p.add_argument("--freeze-backbone", action="store_true", help="train the head only: a linear probe")
-    p.add_argument("--out", default="runs/finetune", help="checkpoints, TensorBoard, results, model/")
-    p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--device", default=None)
-
-
 def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("queries", nargs="+", type=Path)
     p.add_argument("--index", required=True, type=Path, help="features file written by `videozoo embed`")
@@ -330,8 +308,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | st
     "embed": ("embed videos with a zoo model and write the features to a file", _embed_arguments,
               {"decodes", "progress"}),
     "predict": ("top classes of a fine-tuned model for each video", _predict_arguments, {"decodes", "progress"}),
-    "finetune": ("fine-tune a model on labelled videos (a <class>/<video> folder or a CSV)", _finetune_arguments,
-                 {"decodes", "progress"}),
+    "finetune": ("fine-tune a model on labelled videos (a <class>/<video> folder or a CSV)",
+                 "videozoo.eval.finetune_config:add_finetune_arguments", {"decodes", "progress"}),
     "search": ("nearest videos of a collection embedded with `videozoo embed`", _search_arguments, {"decodes"}),
     "convert": ("convert an official CoCLR/GDT/STiCA/CACL checkpoint to a weights dir",
                 "videozoo.hub.converters.convert:add_convert_arguments", set()),

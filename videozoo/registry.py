@@ -13,7 +13,7 @@ import dataclasses
 import difflib
 import fnmatch
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,6 +27,7 @@ __all__ = [
     "UnknownModelError",
     "Weights",
     "get",
+    "input_spec_from_config",
     "list_models",
     "register",
 ]
@@ -87,6 +88,19 @@ class InputSpec:
         timing = f"{self.fps:g} fps" if self.fps else f"stride {self.stride}"
         resize = "x".join(map(str, self.resize)) if isinstance(self.resize, tuple) else f"short side {self.resize}"
         return f"{self.channels}, {self.frames} frames at {timing}, resize {resize}, crop {self.crop_size}"
+
+
+def input_spec_from_config(config: Mapping[str, Any]) -> InputSpec | None:
+    """The :class:`InputSpec` stored in a weights ``config.json`` (JSON lists turned back into tuples).
+
+    Here, beside the class, so that the weights writer (``hub/weights.py``) and the card renderer (``hub/card.py``)
+    both read it from below rather than from each other.
+    """
+    spec = config.get("input_spec")
+    if not spec:
+        return None
+    known = {f.name for f in dataclasses.fields(InputSpec)}
+    return InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k in known})
 
 
 @dataclass(frozen=True)

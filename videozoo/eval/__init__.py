@@ -4,7 +4,8 @@
 - prediction (:mod:`~videozoo.eval.video_predict`): :func:`predict_videos`, :func:`evaluate_videos` (N clips ×
   M crops, logits or probabilities averaged as each paper did: :data:`TEST_PROTOCOLS`)
 - metrics (:mod:`~videozoo.eval.metrics`): top-k, per-class accuracy, confusion matrix + PNG, CSV, JSON
-- fine-tuning (:mod:`~videozoo.eval.finetune`): :func:`finetune` (papers' protocols: :data:`FINETUNE_PROTOCOLS`)
+- fine-tuning (:mod:`~videozoo.eval.finetune`): :func:`finetune`, its settings :class:`FinetuneConfig` and the
+  papers' protocols :data:`FINETUNE_PROTOCOLS` (:mod:`~videozoo.eval.finetune_config`)
 - linear probe (:mod:`~videozoo.eval.linear_probe`): :func:`linear_probe` on cached features (CoCLR's protocol)
 - retrieval (:mod:`~videozoo.eval.retrieval`): :func:`evaluate_retrieval` (on :func:`retrieval_sets` of two
   datasets), :func:`recall_at_k` (CoCLR / CACL)
@@ -14,7 +15,7 @@ See docs/evaluation.md.
 """
 
 from videozoo.eval.features import EmbedResult, embed_videos, load_features, save_features
-from videozoo.eval.finetune import FINETUNE_PROTOCOLS, FinetuneResult, finetune
+from videozoo.eval.finetune import FINETUNE_PROTOCOLS, FinetuneConfig, FinetuneResult, finetune
 from videozoo.eval.linear_probe import LinearProbeResult, linear_probe, sweep_weight_decay
 from videozoo.eval.metrics import (
     classification_report,
@@ -51,6 +52,7 @@ __all__ = [
     "RETRIEVAL_PROTOCOLS",
     "TEST_PROTOCOLS",
     "EmbedResult",
+    "FinetuneConfig",
     "FinetuneResult",
     "LinearProbeResult",
     "RetrievalProtocol",

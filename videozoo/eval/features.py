@@ -13,10 +13,20 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["EmbedResult", "describe_failures", "embed_videos", "input_report", "load_features", "save_features"]
+__all__ = [
+    "EmbedResult",
+    "clip_features",
+    "describe_failures",
+    "embed_videos",
+    "input_report",
+    "load_features",
+    "save_features",
+]
 
 
 @dataclass
@@ -26,6 +36,25 @@ class EmbedResult:
     failed: dict[str, str] = field(default_factory=dict)  # path -> why it was skipped (missing, unreadable, ...)
     model: str = ""  # the model that made the features (kept in the file so search can check it)
     padded: dict[str, str] = field(default_factory=dict)  # path -> note: embedded, but its clips are mostly padding
+
+
+def clip_features(model: nn.Module, clips: torch.Tensor, *, features: str = "pooled") -> torch.Tensor:
+    """``(B, C, T, H, W)`` clips → ``(B, D)`` features, whether or not a classifier head is set.
+
+    ``"pooled"``: the backbone's own pooling of :meth:`forward_features` (what ``forward`` gives without a head).
+    ``"conv5"``: CACL's ``return_conv`` feature, ``max_pool3d((1, 2, 2))`` of the pre-pool map, flattened.
+    """
+    if features == "pooled":
+        if not getattr(model, "num_classes", 0):
+            return model(clips)  # (B, D)
+        return model.pool(model.forward_features(model.check_input(clips)))  # (B, D), the head skipped
+    if features == "conv5":
+        fmap = model.forward_features(model.check_input(clips))  # (B, D, T', H', W')
+        if fmap.ndim != 5:
+            raise ValueError(f"conv5 features need a (B, D, T, H, W) map, got {tuple(fmap.shape)}")
+        fmap = F.max_pool3d(fmap, kernel_size=(1, 2, 2), stride=(1, 2, 2))  # (B, D, T', H'/2, W'/2)
+        return rearrange(fmap, "b d t h w -> b (d t h w)")
+    raise ValueError(f"features must be 'pooled' or 'conv5', got {features!r}")
 
 
 @torch.inference_mode()
@@ -50,7 +79,6 @@ def embed_videos(
     """
     from videozoo.api import input_spec_of, transforms_for
     from videozoo.data.decode import NoReadableVideoError, VideoDecodeError, as_decode_error
-    from videozoo.eval.retrieval import clip_features
 
     spec = input_spec_of(model)
     if spec.channels != "rgb":

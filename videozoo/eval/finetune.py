@@ -1,18 +1,14 @@
 """Fine-tuning: a zoo model with a new linear head, trained end to end (or as a linear probe), judged video-level.
 
     model, result = videozoo.finetune("coclr_s3d_k400_rgb", "my_videos/train", "my_videos/val", epochs=10, lr=1e-3)
+    model, result = videozoo.finetune(name, train, test, protocol="stica")      # a paper's settings
+    model, result = videozoo.finetune(name, train, test, config=FinetuneConfig(...), epochs=20)
 
-The papers' protocols, as their official code runs them (:data:`FINETUNE_PROTOCOLS`, docs/finetune.md):
-
-* CoCLR (``TengdaHan/CoCLR`` ``eval/main_classifier.py --train_what ft``, README command): Adam lr 1e-3, backbone
-  lr / 10, weight decay 1e-3, dropout 0.9 before the linear head, batch 32, 500 epochs with lr × 0.1 at 400 and
-  450; test = 10 crops over every 32-frame window (step 15), softmax probabilities averaged.
-* CACL (``guoshengcv/CACL`` ``train_finetune.py``; REFERENCE.md): SGD momentum 0.9, lr 0.1, batch 64, 150 epochs,
-  cosine; test = 10 clips at ``linspace`` starts, centre crop, logits averaged.
-* STiCA (``facebookresearch/GDT`` ``eval_video.py`` + ``scripts/run_finetune.sh``): SGD momentum 0.9, head lr
-  0.0025, backbone 0.00025, weight decay 0.005 on both, batch 32, 12 epochs, 2 warm-up epochs, then × 0.05 at
-  epochs 6 and 10 (``--lr-milestones 6,10``; the MultiStepLR milestones 4 and 8 count from the end of the
-  warm-up), 10 random training clips per video per epoch, no dropout; test = 10 clips × 3 crops, logits averaged.
+Every setting is a field of :class:`~videozoo.eval.finetune_config.FinetuneConfig` (documented there), which the
+recipe (``recipes/finetune.py``) and the command (``videozoo finetune``) read too; the papers' protocols, each
+value with its source in the official code, are :data:`FINETUNE_PROTOCOLS` (docs/finetune.md,
+docs/methods/presets.md). :func:`finetune` runs in numbered stages, each a function below it: 1. the model,
+2. the data, 3. optimiser and schedule, 4. train, 5. the kept epoch, 6. the video-level test, 7. the saved model.
 
 The run goes through :class:`videozoo.training.Trainer` (bf16/fp16, DDP, tqdm, TensorBoard, atomic checkpoints,
 exact resume); :class:`Classifier` is the "method" it trains. Layout of ``out_dir``::
@@ -20,10 +16,9 @@ exact resume); :class:`Classifier` is the "method" it trains. Layout of ``out_di
     checkpoints/last.pt  checkpoints/best.pt   resume point; the weights with the best validation accuracy
     tb/                                        TensorBoard: train/loss, train/acc, epoch/val_acc, ...
     history.json                               per-epoch train loss / accuracy and validation accuracy
-    results.json  predictions.csv  confusion_matrix.png     the final video-level evaluation
+    results.json  predictions.csv  confusion_matrix.png     the final video-level evaluation (and the config)
     model/                                     the fine-tuned model: safetensors, config.json, README card
 """
-
 from __future__ import annotations
 
 import copy
@@ -40,23 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from videozoo.eval.finetune_config import FINETUNE_PROTOCOLS, Evaluation, FinetuneConfig, Optimisation, resolve_config
 from videozoo.methods.base import Method
 
-__all__ = ["FINETUNE_PROTOCOLS", "Classifier", "FinetuneResult", "finetune", "param_groups"]
+__all__ = ["FINETUNE_PROTOCOLS", "Classifier", "FinetuneConfig", "FinetuneResult", "finetune", "param_groups"]
 
 log = logging.getLogger("videozoo.finetune")
 
-# Keyword sets of finetune(); the recipe's presets are these (recipes/finetune.py).
-FINETUNE_PROTOCOLS: dict[str, dict[str, Any]] = {
-    "coclr": {"optimizer": "adam", "lr": 1e-3, "backbone_lr": 1e-4, "weight_decay": 1e-3, "dropout": 0.9,
-              "batch_size": 32, "epochs": 500, "schedule": "multistep", "milestones": (400, 450), "gamma": 0.1,
-              "test": "coclr"},
-    "cacl": {"optimizer": "sgd", "lr": 0.1, "backbone_lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
-             "dropout": 0.0, "batch_size": 64, "epochs": 150, "schedule": "cosine", "test": "cacl"},
-    "stica": {"optimizer": "sgd", "lr": 0.0025, "backbone_lr": 0.00025, "momentum": 0.9, "weight_decay": 0.005,
-              "dropout": 0.0, "batch_size": 32, "epochs": 12, "schedule": "multistep", "milestones": (6, 10),
-              "gamma": 0.05, "warmup_epochs": 2, "clips_per_video": 10, "test": "stica"},
-}  # fmt: skip
 DEFAULT_TEST = {"sampling": "uniform", "clips": 10, "crops": 3}  # mmaction2 / SlowFast's 10 × 3 test
 HEAD_PREFIX = "fc."  # the classifier of every zoo backbone (backbones/base.py)
 
@@ -243,6 +228,7 @@ class FinetuneResult:
     ``bad_videos``: path → cause of every video that could not be read (and was replaced) during the run.
     ``padded_videos``: path → note of every video (training or test) supplying less than half of a clip's frames,
     used with its clips padded (looped); also in ``results.json`` and one warning line at the end.
+    ``config``: the resolved :class:`FinetuneConfig` the run used (also under ``config`` in ``results.json``).
     """
 
     history: list[dict[str, float]]
@@ -256,6 +242,244 @@ class FinetuneResult:
     epochs_done: int = 0
     resumed_from: str | None = None
     padded_videos: dict[str, str] = field(default_factory=dict)
+    config: FinetuneConfig | None = None
+
+
+# -- the entry point -----------------------------------------------------------------------------------------------
+def finetune(
+    model: str | nn.Module,
+    train: str | os.PathLike | torch.utils.data.Dataset,
+    val: str | os.PathLike | torch.utils.data.Dataset | None = None,
+    *,
+    config: FinetuneConfig | None = None,
+    protocol: str | None = None,
+    train_transform: Callable | None = None,
+    **overrides: Any,
+) -> tuple[nn.Module, FinetuneResult]:
+    """Fine-tune ``model`` on ``train``; return the model (best on ``val``, head named by the classes) and a
+    :class:`FinetuneResult`.
+
+    Args:
+        model: a zoo name or a directory written by ``save_pretrained`` (loaded with the config's ``weights`` /
+            ``pretrained`` as :func:`videozoo.load` does), or a zoo model. Its ``fc`` is replaced by a new head.
+        train, val: a folder with one sub-folder per class, a ``.csv``/``.txt`` list (``path,label``), or a
+            videozoo dataset (used as it is; one without ``transform`` gets the model's). Clip length, stride /
+            fps and preprocessing come from the model's input spec. Validation classes are matched to the
+            training classes by name. Every ``eval_every`` epochs a clip-level check on ``val`` picks the best
+            epoch; at the end the kept model is tested video-level on ``val``.
+        config: a :class:`FinetuneConfig` (default: its defaults), documented field by field there.
+        protocol: a paper's settings applied over ``config`` (:data:`FINETUNE_PROTOCOLS`: ``coclr``, ``cacl``,
+            ``stica``, ``cacl_released_defaults``).
+        train_transform: replaces the training augmentation (default: :func:`videozoo.transforms_for`
+            ``(model, train=True)``); an object, so not part of the config.
+        **overrides: any config field by its flat name, applied last: ``epochs=20``, ``lr=0.01``,
+            ``freeze="backbone"``, ``out_dir=...``; ``input_spec={"frames": 32}`` and ``test={"clips": 1}`` set
+            the fields they name. An unknown name raises ``TypeError`` naming the nearest valid one.
+
+    Everything lands in ``out_dir`` (module docstring). Under ``torchrun`` every process calls this; ``batch_size``
+    is per process, and one process tests and saves.
+    """
+    config = resolve_config(config, protocol=protocol, **overrides)
+    model, start = _load_model(model, config)  # 1. the model
+    data = _load_data(model, train, val, config, train_transform=train_transform)  # 2. the data
+    method = Classifier(backbone=model, num_classes=len(data.classes), dropout=config.dropout,
+                        label_smoothing=config.optim.label_smoothing, freeze=config.freeze)  # fmt: skip
+    optimizer, lr_schedule = _optimiser(model, config)  # 3. optimiser and schedule
+    run = _train(method, optimizer, lr_schedule, data, config, start=start)  # 4. train, checking val each epoch
+    trained, kept = _kept_model(method, run, data, config)  # 5. the kept epoch's weights
+    bad = _gather_bad_videos({**run.state.bad_videos, **method.bad_videos})  # every process's share of the data
+    padded = _gather_bad_videos({**run.state.padded_videos, **method.padded_videos})
+    metrics, model_dir = {}, None
+    if run.trainer.main:  # one process tests and saves; the others receive what it found
+        metrics = _evaluate(trained, data.val, run, config)  # 6. the video-level test
+        bad.update(metrics.get("failed") or {})
+        padded.update(metrics.get("padded") or {})
+        _record(metrics, padded, config)
+        if config.run.save:
+            model_dir = _save(trained, data, run, kept, metrics, config)  # 7. the saved model
+        _warn_unreadable(bad)
+    metrics, model_dir = _share((metrics, model_dir))
+    return trained, FinetuneResult(
+        history=run.state.history, best_epoch=kept.epoch, best_checkpoint=kept.checkpoint, model_dir=model_dir,
+        metrics=metrics, bad_videos=bad, out_dir=run.out, steps=run.summary["steps"],
+        epochs_done=run.summary["epochs_done"], resumed_from=run.summary["resumed_from"], padded_videos=_share(padded),
+        config=config,
+    )  # fmt: skip
+
+
+# -- 1. the model --------------------------------------------------------------------------------------------------
+_SPEC_FIELDS = ("frames", "stride", "fps", "resize", "crop_size")  # config.data fields that change the input spec
+
+
+def _load_model(given: str | nn.Module, config: FinetuneConfig) -> tuple[nn.Module, str]:
+    """The model to tune, with the config's input-spec changes, and where it started from (in words, for the card)."""
+    from videozoo.api import input_spec_of, load
+
+    if isinstance(given, nn.Module):
+        if config.weights is not None:
+            raise TypeError("weights= is for a model given by name; load the weights into the module yourself")
+        model = given
+    else:
+        model = load(str(given), weights=config.weights, pretrained=config.pretrained)
+    changes = {k: getattr(config.data, k) for k in _SPEC_FIELDS if getattr(config.data, k) is not None}
+    if changes:  # a model may carry its own spec (videozoo.api.input_spec_of); transforms and sampling follow it
+        model.input_spec = dataclasses.replace(input_spec_of(model), **changes)
+    return model, _start(model, given, config.weights, config.pretrained)
+
+
+def _start(model: nn.Module, given: Any, weights: Any, pretrained: bool) -> str:
+    """Where the fine-tuning started from, in words (for the model card)."""
+    if isinstance(given, nn.Module):
+        source = getattr(model, "zoo_weights", None)
+        return f"the weights in `{source}`" if source else "a model given in memory"
+    if weights is not None:
+        return f"the weights `{weights}`"
+    return "its registered weights" if pretrained else "a random initialisation"
+
+
+# -- 2. the data ---------------------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class _Data:
+    train: Any  # the training dataset
+    val: Any | None  # the validation dataset, relabelled to the training classes
+    classes: list[str]  # the head's class names
+    source: Any  # what was given as `train` (a folder, a list, a dataset): names the task
+
+
+def _load_data(model: nn.Module, train: Any, val: Any, config: FinetuneConfig, *,
+               train_transform: Callable | None) -> _Data:  # fmt: skip
+    train_set = _dataset(train, model=model, train=True, classes=None, transform=train_transform)
+    classes = _class_names(train_set, config.data.class_names)
+    val_set = _dataset(val, model=model, train=False, classes=classes, transform=None) if val is not None else None
+    return _Data(train=train_set, val=val_set, classes=classes, source=train)
+
+
+# -- 3. optimiser and schedule -------------------------------------------------------------------------------------
+def _optimiser(model: nn.Module, config: FinetuneConfig) -> tuple[torch.optim.Optimizer, Callable]:
+    """The optimiser over :func:`param_groups` and the learning-rate schedule (a function of training progress)."""
+    o = config.optim
+    backbone_lr = o.backbone_lr if o.backbone_lr is not None else o.lr * o.backbone_lr_mult
+    groups = param_groups(model, lr=o.lr, backbone_lr=backbone_lr, weight_decay=o.weight_decay, freeze=config.freeze)
+    if o.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
+    else:  # the choices were checked by resolve_config
+        optimizer = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[o.optimizer](groups, lr=o.lr)
+    return optimizer, _lr_schedule(o)
+
+
+def _lr_schedule(o: Optimisation) -> Callable:
+    """Milestones and warm-up are given in epochs; the schedules take fractions of the run."""
+    from videozoo.training import schedules
+
+    warmup = o.warmup_epochs / o.epochs
+    if o.schedule == "multistep":
+        return schedules.multistep(milestones=[m / o.epochs for m in o.milestones], gamma=o.gamma, warmup=warmup)
+    return {"cosine": schedules.cosine, "constant": schedules.constant}[o.schedule](warmup=warmup)
+
+
+# -- 4. train ------------------------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class _Run:
+    trainer: Any  # the videozoo.training.Trainer that ran
+    summary: dict[str, Any]  # what Trainer.fit returned
+    state: _Progress  # history.json: per-epoch numbers, the best epoch, bad and padded videos
+    settings: dict[str, Any]  # the settings stored in the checkpoints and described on the card
+    out: Path
+
+
+def _train(method: Classifier, optimizer: torch.optim.Optimizer, lr_schedule: Callable, data: _Data,
+           config: FinetuneConfig, *, start: str) -> _Run:  # fmt: skip
+    """Train with the Trainer (resuming from ``out_dir`` unless told not to), checking ``val`` after each epoch."""
+    from videozoo.training import Trainer
+    from videozoo.training.checkpoint import LAST
+
+    out = Path(config.run.out_dir)
+    ckpt_dir, resume = out / "checkpoints", config.run.resume
+    resuming = (resume is not False and not isinstance(resume, bool)) or (resume and (ckpt_dir / LAST).is_file())
+    state = _Progress(out / "history.json", resuming=bool(resuming))
+    settings = _settings(method.backbone, data.classes, optimizer, config, start=start)
+    on_epoch_end = _EpochEnd(method=method, optimizer=optimizer, val_set=data.val, state=state, config=config,
+                             best_file=ckpt_dir / "best.pt")  # fmt: skip
+    r = config.run
+    trainer = Trainer(
+        method=method, optimizer=optimizer, dataset=_TrainData(data.train, config.data.clips_per_video),
+        batch_size=config.optim.batch_size, epochs=config.optim.epochs, lr_schedule=lr_schedule, device=r.device,
+        amp=r.amp, channels_last=r.channels_last, compile=r.compile, grad_clip=config.optim.grad_clip,
+        num_workers=config.data.num_workers, log_dir=out / "tb" if r.tensorboard else None, progress=r.progress,
+        ckpt_dir=ckpt_dir, resume=resume, seed=r.seed, max_steps=r.max_steps, on_epoch_end=on_epoch_end,
+        config=settings,
+    )  # fmt: skip
+    on_epoch_end.trainer = trainer
+    if not resuming and trainer.main:  # starting over: no best weights or history of an earlier run
+        (ckpt_dir / "best.pt").unlink(missing_ok=True)
+        (out / "history.json").unlink(missing_ok=True)
+    summary = trainer.fit()
+    return _Run(trainer=trainer, summary=summary, state=state, settings=settings, out=out)
+
+
+def _settings(model: nn.Module, classes: list[str], optimizer: torch.optim.Optimizer, config: FinetuneConfig, *,
+              start: str) -> dict[str, Any]:  # fmt: skip
+    """What the checkpoints record (a resumed run warns when one differs) and the model card describes."""
+    o = config.optim
+    return {"model": getattr(model, "zoo_name", type(model).__name__), "classes": classes, "epochs": o.epochs,
+            "lr": o.lr, "backbone_lr": optimizer.param_groups[-1]["lr"], "optimizer": o.optimizer,
+            "weight_decay": o.weight_decay, "schedule": o.schedule, "milestones": list(o.milestones), "gamma": o.gamma,
+            "warmup_epochs": o.warmup_epochs, "batch_size": o.batch_size, "freeze": config.freeze,
+            "dropout": config.dropout, "label_smoothing": o.label_smoothing,
+            "clips_per_video": config.data.clips_per_video, "select": config.evaluation.select,
+            "seed": config.run.seed, "start": start}  # fmt: skip
+
+
+class _EpochEnd:
+    """The Trainer's ``on_epoch_end``: the epoch's training numbers, and every ``eval_every`` epochs (and the last)
+    the clip-level accuracy on ``val``, keeping the best epoch's weights in ``best.pt``; history.json after each."""
+
+    def __init__(self, *, method: Classifier, optimizer: torch.optim.Optimizer, val_set: Any, state: _Progress,
+                 config: FinetuneConfig, best_file: Path) -> None:  # fmt: skip
+        self.method, self.optimizer, self.val_set, self.state = method, optimizer, val_set, state
+        self.config, self.best_file = config, best_file
+        self.trainer: Any = None  # set once the Trainer that calls this exists
+
+    def __call__(self, epoch: int) -> dict[str, float]:
+        entry = self._train_numbers(epoch)
+        epochs, every = self.config.optim.epochs, max(1, self.config.evaluation.eval_every)
+        if self.val_set is not None and (epoch + 1 == epochs or (epoch + 1) % every == 0):
+            self._validate(entry)
+        state, method = self.state, self.method
+        state.add(entry)
+        state.bad_videos.update(method.bad_videos)
+        state.padded_videos.update(method.padded_videos)
+        if self.trainer.main:
+            state.save()
+            if self.config.run.progress:
+                from tqdm.auto import tqdm
+
+                tqdm.write(f"epoch {epoch + 1}/{epochs}: " + ", ".join(
+                    f"{k} {v:.4g}" for k, v in entry.items() if k != "epoch"))  # fmt: skip
+        return {k: v for k, v in entry.items() if k != "epoch"}
+
+    def _train_numbers(self, epoch: int) -> dict[str, float]:
+        """The epoch's mean loss and accuracy over every process's clips (the sums the Classifier kept)."""
+        sums = self.method.epoch_sums.clone()
+        if self.trainer.world_size > 1:
+            torch.distributed.all_reduce(sums)
+        self.method.epoch_sums.zero_()
+        seen = max(sums[2].item(), 1)
+        return {"epoch": epoch + 1, "train_loss": sums[0].item() / seen, "train_acc": sums[1].item() / seen,
+                "lr": self.optimizer.param_groups[0]["lr"]}  # fmt: skip
+
+    def _validate(self, entry: dict[str, float]) -> None:
+        from videozoo.training.checkpoint import save_checkpoint
+
+        c = self.config
+        correct, seen = _clip_accuracy(self.method.backbone, self.val_set, batch_size=c.optim.batch_size,
+                                       num_workers=c.data.num_workers, device=self.trainer.device, amp=c.run.amp,
+                                       seed=c.run.seed)  # fmt: skip
+        entry["val_acc"] = correct / max(seen, 1)
+        best = self.state.best
+        if best is None or entry["val_acc"] >= best["val_acc"]:  # ties: the later, longer-trained
+            self.state.best = {"epoch": entry["epoch"], "val_acc": entry["val_acc"]}
+            save_checkpoint(self.best_file, {"model": self.method.backbone.state_dict(), **self.state.best})
 
 
 class _Progress:
@@ -314,16 +538,62 @@ def _clip_accuracy(model: nn.Module, dataset: Any, *, batch_size: int, num_worke
     return counts[0].item(), counts[1].item()
 
 
-def _test_protocol(test: str | Mapping[str, Any] | None, model: nn.Module) -> dict[str, Any]:
-    """evaluate_videos keywords: a paper's protocol by name, or the model's own paper's with ``test``'s changes."""
+# -- 5. the kept epoch ---------------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class _Kept:
+    epoch: int | None  # the best validation epoch, or the last one without val
+    checkpoint: Path | None  # its weights' file
+
+
+def _kept_model(method: Classifier, run: _Run, data: _Data, config: FinetuneConfig) -> tuple[nn.Module, _Kept]:
+    """The model to return: the best validation epoch's weights (``select="best"``) or the last epoch's."""
+    from videozoo.training.checkpoint import load_checkpoint
+
+    best_file = run.out / "checkpoints" / "best.pt"
+    if run.state.best is not None and best_file.is_file():
+        kept = _Kept(epoch=int(run.state.best["epoch"]), checkpoint=best_file)
+        if config.evaluation.select == "best":
+            method.backbone.load_state_dict(load_checkpoint(best_file, map_location=run.trainer.device)["model"])
+    else:
+        kept = _Kept(epoch=run.trainer.epoch or None, checkpoint=Path(run.summary["checkpoint"]))
+    trained = method.export_model()
+    trained.class_names = data.classes
+    return trained, kept
+
+
+# -- 6. the video-level test ---------------------------------------------------------------------------------------
+def _evaluate(model: nn.Module, val_set: Any, run: _Run, config: FinetuneConfig) -> dict[str, Any]:
+    """Video-level accuracy of the returned model on ``val`` (files in ``out_dir``), else the kept epoch's
+    clip-level accuracy; nothing without ``val``."""
+    from videozoo.eval.video_predict import evaluate_videos
+
+    if val_set is None:
+        return {}
+    if config.evaluation.video_eval and hasattr(val_set, "samples"):
+        protocol = _test_protocol(config.evaluation, model)
+        results = evaluate_videos(model, [s.path for s in val_set.samples], val_set.labels,
+                                  class_names=list(val_set.classes), device=run.trainer.device, out_dir=run.out,
+                                  progress=config.run.progress, **protocol)  # fmt: skip
+        results["description"] = _describe_protocol(protocol, results["protocol"]["average"])
+        return results
+    history = run.state.history
+    kept = run.state.best if config.evaluation.select == "best" else next(
+        (h for h in reversed(history) if "val_acc" in h), None)  # fmt: skip
+    if kept is None:
+        return {}
+    return {"val_acc": kept["val_acc"], "description": "clip-level: one centre clip and crop per video"}
+
+
+def _test_protocol(evaluation: Evaluation, model: nn.Module) -> dict[str, Any]:
+    """evaluate_videos keywords: the protocol named by ``test`` (else the model's own paper's), with the
+    ``test_*`` fields that are set."""
     from videozoo.eval.video_predict import TEST_PROTOCOLS
 
-    if isinstance(test, str):
-        if test not in TEST_PROTOCOLS:
-            raise ValueError(f"test must be one of {sorted(TEST_PROTOCOLS)} or a dict of evaluate_videos keywords")
-        return dict(TEST_PROTOCOLS[test])
     method = str(getattr(model, "zoo_name", "")).split("_", 1)[0]
-    return {**TEST_PROTOCOLS.get(method, DEFAULT_TEST), **dict(test or {})}
+    # a name resolve_config checked, or the model's own paper's (10 uniform clips x 3 crops for others)
+    base = TEST_PROTOCOLS[evaluation.test] if evaluation.test is not None else TEST_PROTOCOLS.get(method, DEFAULT_TEST)
+    changes = {k: getattr(evaluation, f"test_{k}") for k in ("clips", "crops", "sampling", "step", "average")}
+    return {**base, **{k: v for k, v in changes.items() if v is not None}}
 
 
 def _describe_protocol(protocol: Mapping[str, Any], average: str) -> str:
@@ -331,6 +601,56 @@ def _describe_protocol(protocol: Mapping[str, Any], average: str) -> str:
     clips = "every window" if protocol.get("sampling") == "sliding" else f"{n} clip{'s' if n != 1 else ''}"
     return (f"video-level: {clips} ({protocol.get('sampling', 'uniform')}) x {protocol.get('crops', 3)} crops, "
             f"{'softmax probabilities' if average == 'prob' else 'logits'} averaged")
+
+
+def _record(metrics: dict[str, Any], padded: dict[str, str], config: FinetuneConfig) -> None:
+    """Padded videos into ``metrics`` and one warning line; ``results.json`` (when the video-level test wrote one)
+    rewritten with them and with the resolved config."""
+    from videozoo.eval.metrics import write_json
+    from videozoo.training.config import config_to_dict
+
+    if padded:
+        metrics["padded_videos"] = dict(padded)  # training and test; "padded" holds the test's alone
+        log.warning("%d videos supply less than half of a clip's frames and were used padded (looped): %s",
+                    len(padded), "; ".join(f"{p} ({note})" for p, note in padded.items()))  # fmt: skip
+    if "protocol" in metrics:
+        write_json(Path(config.run.out_dir) / "results.json", {**metrics, "config": config_to_dict(config)})
+
+
+def _warn_unreadable(bad: dict[str, str]) -> None:
+    if bad:
+        log.warning("unreadable videos, replaced by others in training and left out of the test (%d): %s",
+                    len(bad), "; ".join(f"{p} ({c})" for p, c in bad.items()))  # fmt: skip
+
+
+# -- 7. the saved model --------------------------------------------------------------------------------------------
+def _save(model: nn.Module, data: _Data, run: _Run, kept: _Kept, metrics: Mapping[str, Any],
+          config: FinetuneConfig) -> Path:  # fmt: skip
+    """``save_pretrained`` into ``out_dir/model`` with the class names, the measured numbers (percent, as the
+    registry's) and a card saying how the model was tuned."""
+    from videozoo.api import save_pretrained
+    from videozoo.registry import Metric
+
+    settings, classes, freeze = run.settings, data.classes, config.freeze
+    task = config.run.task or _task_name(data.source, data.train)
+    best_epoch = kept.epoch if data.val is not None else None
+    kind = "linear probe" if freeze == "backbone" else "finetune"
+    found = []
+    for key, name in (("top1", "top-1"), ("top5", "top-5"), ("val_acc", "top-1")):
+        if key in metrics and (key != "top5" or len(classes) > 5):
+            found.append(Metric(f"{task} {kind}", name, round(100 * float(metrics[key]), 2),
+                                metrics.get("description", ""), "videozoo.finetune"))
+    fields = {"description": f"{settings['model']} fine-tuned ({kind}) on {task}, {len(classes)} classes.",
+              "source": f"Fine-tuned with `videozoo.finetune` from {settings['start']}.",
+              "finetuned_from": settings["model"], "finetuned_on": task, "epochs": run.trainer.epoch,
+              "kept": f"epoch {best_epoch} (best validation accuracy)" if best_epoch and settings["select"] == "best"
+              else "the last epoch",
+              "optimizer": f"{settings['optimizer']}, lr {settings['lr']:g} ("
+                           + ("backbone frozen" if freeze else f"backbone {settings['backbone_lr']:g}") + "), "
+                           f"weight decay {settings['weight_decay']:g}, {settings['schedule']} schedule, "
+                           f"batch {settings['batch_size']}, dropout {settings['dropout']:g}",
+              "tags": ["finetuned", "video-classification"], **dict(config.run.card or {})}  # fmt: skip
+    return save_pretrained(model, run.out / "model", class_names=classes, metrics=found, card=fields)
 
 
 def _task_name(source: Any, dataset: Any) -> str:
@@ -342,290 +662,7 @@ def _task_name(source: Any, dataset: Any) -> str:
     return "/".join(Path(where).parts[-2:]) if where is not None else kind
 
 
-def _start(model: nn.Module, given: Any, weights: Any, pretrained: bool) -> str:
-    """Where the fine-tuning started from, in words (for the model card)."""
-    if isinstance(given, nn.Module):
-        source = getattr(model, "zoo_weights", None)
-        return f"the weights in `{source}`" if source else "a model given in memory"
-    if weights is not None:
-        return f"the weights `{weights}`"
-    return "its registered weights" if pretrained else "a random initialisation"
-
-
-# -- the entry point -----------------------------------------------------------------------------------------------
-def finetune(
-    model: str | nn.Module,
-    train: str | os.PathLike | torch.utils.data.Dataset,
-    val: str | os.PathLike | torch.utils.data.Dataset | None = None,
-    *,
-    epochs: int = 10,
-    lr: float = 1e-3,
-    backbone_lr: float | None = None,
-    backbone_lr_mult: float = 0.1,
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam",
-    momentum: float = 0.9,
-    weight_decay: float = 1e-3,
-    schedule: Literal["cosine", "multistep", "constant"] = "cosine",
-    milestones: Sequence[float] = (),
-    gamma: float = 0.1,
-    warmup_epochs: float = 0.0,
-    batch_size: int = 8,
-    freeze: Literal["backbone"] | None = None,
-    dropout: float = 0.5,
-    label_smoothing: float = 0.0,
-    clips_per_video: int = 1,
-    select: Literal["best", "last"] = "best",
-    input_spec: Mapping[str, Any] | None = None,
-    weights: str | os.PathLike | None = None,
-    pretrained: bool = True,
-    class_names: Sequence[str] | None = None,
-    train_transform: Callable | None = None,
-    test: str | Mapping[str, Any] | None = None,
-    video_eval: bool = True,
-    eval_every: int = 1,
-    out_dir: str | os.PathLike = "runs/finetune",
-    save: bool = True,
-    task: str | None = None,
-    card: Mapping[str, Any] | None = None,
-    amp: Literal["bf16", "fp16"] | None = None,
-    channels_last: bool = False,
-    compile: bool = False,
-    grad_clip: float | None = None,
-    num_workers: int = 4,
-    device: str | torch.device | None = None,
-    seed: int = 0,
-    resume: bool | str | os.PathLike = True,
-    max_steps: int | None = None,
-    progress: bool = True,
-    tensorboard: bool = True,
-) -> tuple[nn.Module, FinetuneResult]:
-    """Fine-tune ``model`` on ``train``; return the model (best on ``val``, head named by ``class_names``) and a
-    :class:`FinetuneResult`.
-
-    Args:
-        model: a zoo name or a directory written by ``save_pretrained`` (loaded with ``weights`` / ``pretrained``
-            as :func:`videozoo.load` does), or a zoo model. Its ``fc`` is replaced by a ``num_classes`` head.
-        train, val: a folder with one sub-folder per class, a ``.csv``/``.txt`` list (``path,label``), or a
-            videozoo dataset (used as it is; one without ``transform`` gets the model's). Clip length, stride /
-            fps and preprocessing come from the model's input spec; ``train_transform`` replaces the
-            augmentation (default: :func:`videozoo.transforms_for` ``(model, train=True)``). Validation
-            classes are matched to the training classes by name.
-        lr, backbone_lr, backbone_lr_mult: the head's learning rate, and the backbone's (``backbone_lr``, else
-            ``lr * backbone_lr_mult``; the papers use a tenth). ``optimizer``: ``adam`` / ``adamw`` / ``sgd``
-            (with ``momentum``); ``weight_decay`` on every parameter, as the papers do.
-        schedule: ``cosine`` to 0, ``multistep`` (× ``gamma`` at each of ``milestones``, in epochs) or
-            ``constant``; after ``warmup_epochs`` of linear warm-up. Evaluated every step.
-        freeze: ``"backbone"`` trains only the head on frozen features (BatchNorm in eval mode): a linear probe.
-        dropout: before the head (CoCLR: 0.9). ``label_smoothing``: of the cross-entropy.
-        clips_per_video: random training clips per video per epoch (STiCA: 10).
-        select: return and save the epoch with the best clip-level ``val`` accuracy (``"best"``, what the papers'
-            code does, on their test split) or the last epoch (``"last"``: no model selection on ``val``).
-        input_spec: fields of the model's :class:`~videozoo.registry.InputSpec` to change (``{"frames": 32}``,
-            ``{"crop_size": 160, "resize": 182}``); saved with the model.
-        test, video_eval: the final video-level test of the best model on ``val``: a key of
-            :data:`videozoo.eval.TEST_PROTOCOLS` (``coclr``, ``cacl``, ``stica``), a dict of
-            :func:`videozoo.eval.evaluate_videos` keywords, or ``None`` for the model's own paper's protocol
-            (10 uniform clips × 3 crops for others). Every ``eval_every`` epochs (and at the end) a quick
-            clip-level accuracy on ``val`` picks the best epoch.
-        out_dir: checkpoints, TensorBoard, history, evaluation files and the saved ``model/`` (module docstring).
-        save, task, card: save the model with ``videozoo.save_pretrained`` (class names, metrics named after
-            ``task``, default e.g. ``"UCF101 split-1"``; ``card`` adds model-card fields such as
-            ``recipe_command``).
-        amp, channels_last, compile, grad_clip, num_workers, device, seed, max_steps, progress: those of
-            :class:`videozoo.training.Trainer`; ``tensorboard`` writes ``out_dir/tb``.
-        resume: continue from ``out_dir/checkpoints/last.pt`` if present (``True``), start over (``False``), or
-            from a given checkpoint. A finished run resumes to its end and is evaluated and saved again.
-
-    Under ``torchrun`` every process calls this; ``batch_size`` is per process.
-    """
-    import videozoo
-    from videozoo.training import Trainer, schedules
-    from videozoo.training.checkpoint import LAST, load_checkpoint, save_checkpoint
-
-    out = Path(out_dir)
-    ckpt_dir = out / "checkpoints"
-    given = model
-    # -- 1. model and data ---------------------------------------------------------------------------------------
-    if isinstance(model, nn.Module):
-        if weights is not None:
-            raise TypeError("weights= is for a model given by name; load the weights into the module yourself")
-    else:
-        model = videozoo.load(str(model), weights=weights, pretrained=pretrained)
-    start = _start(model, given, weights, pretrained)
-    if select not in ("best", "last"):
-        raise ValueError(f"select must be 'best' or 'last', got {select!r}")
-    if input_spec:  # a model may carry its own spec (videozoo.api.input_spec_of); transforms and sampling follow it
-        from videozoo.api import input_spec_of
-
-        model.input_spec = dataclasses.replace(input_spec_of(model), **dict(input_spec))
-    train_set = _dataset(train, model=model, train=True, classes=None, transform=train_transform)
-    classes = _class_names(train_set, class_names)
-    val_set = _dataset(val, model=model, train=False, classes=classes, transform=None) if val is not None else None
-    method = Classifier(backbone=model, num_classes=len(classes), dropout=dropout,
-                        label_smoothing=label_smoothing, freeze=freeze)
-
-    # -- 2. optimizer and schedule -------------------------------------------------------------------------------
-    groups = param_groups(model, lr=lr, backbone_lr=backbone_lr if backbone_lr is not None else lr * backbone_lr_mult,
-                          weight_decay=weight_decay, freeze=freeze)
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=lr, momentum=momentum)
-    elif optimizer in ("adam", "adamw"):
-        opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW)(groups, lr=lr)
-    else:
-        raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {optimizer!r}")
-    warmup = warmup_epochs / epochs
-    if schedule == "cosine":
-        lr_schedule = schedules.cosine(warmup=warmup)
-    elif schedule == "multistep":
-        lr_schedule = schedules.multistep(milestones=[m / epochs for m in milestones], gamma=gamma, warmup=warmup)
-    elif schedule == "constant":
-        lr_schedule = schedules.constant(warmup=warmup)
-    else:
-        raise ValueError(f"schedule must be 'cosine', 'multistep' or 'constant', got {schedule!r}")
-
-    # -- 3. train, with a validation pass at every epoch end -----------------------------------------------------
-    settings = {"model": getattr(model, "zoo_name", type(model).__name__), "classes": classes, "epochs": epochs,
-                "lr": lr, "backbone_lr": groups[-1]["lr"], "optimizer": optimizer, "weight_decay": weight_decay,
-                "schedule": schedule, "milestones": list(milestones), "gamma": gamma, "warmup_epochs": warmup_epochs,
-                "batch_size": batch_size, "freeze": freeze, "dropout": dropout, "label_smoothing": label_smoothing,
-                "clips_per_video": clips_per_video, "select": select, "seed": seed, "start": start}
-    resuming = (resume is not False and not isinstance(resume, bool)) or (resume and (ckpt_dir / LAST).is_file())
-    state = _Progress(out / "history.json", resuming=bool(resuming))
-    trainer: Trainer
-
-    def on_epoch_end(epoch: int) -> dict[str, float]:
-        sums = method.epoch_sums.clone()
-        if trainer.world_size > 1:
-            torch.distributed.all_reduce(sums)
-        method.epoch_sums.zero_()
-        entry = {"epoch": epoch + 1, "train_loss": sums[0].item() / max(sums[2].item(), 1),
-                 "train_acc": sums[1].item() / max(sums[2].item(), 1), "lr": opt.param_groups[0]["lr"]}
-        last = epoch + 1 == epochs
-        if val_set is not None and (last or (epoch + 1) % max(1, eval_every) == 0):
-            correct, seen = _clip_accuracy(method.backbone, val_set, batch_size=batch_size, num_workers=num_workers,
-                                           device=trainer.device, amp=amp, seed=seed)
-            entry["val_acc"] = correct / max(seen, 1)
-            if state.best is None or entry["val_acc"] >= state.best["val_acc"]:  # ties: the later, longer-trained
-                state.best = {"epoch": epoch + 1, "val_acc": entry["val_acc"]}
-                save_checkpoint(ckpt_dir / "best.pt", {"model": method.backbone.state_dict(), **state.best})
-        state.add(entry)
-        state.bad_videos.update(method.bad_videos)
-        state.padded_videos.update(method.padded_videos)
-        if trainer.main:
-            state.save()
-            if progress:
-                from tqdm.auto import tqdm
-
-                tqdm.write(f"epoch {epoch + 1}/{epochs}: " + ", ".join(
-                    f"{k} {v:.4g}" for k, v in entry.items() if k != "epoch"))
-        return {k: v for k, v in entry.items() if k != "epoch"}
-
-    trainer = Trainer(
-        method=method, optimizer=opt, dataset=_TrainData(train_set, clips_per_video), batch_size=batch_size,
-        epochs=epochs, lr_schedule=lr_schedule, device=device, amp=amp, channels_last=channels_last,
-        compile=compile, grad_clip=grad_clip, num_workers=num_workers, log_dir=out / "tb" if tensorboard else None,
-        progress=progress, ckpt_dir=ckpt_dir, resume=resume, seed=seed, max_steps=max_steps,
-        on_epoch_end=on_epoch_end, config=settings,
-    )  # fmt: skip
-    if not resuming and trainer.main:  # starting over: no best weights or history of an earlier run
-        (ckpt_dir / "best.pt").unlink(missing_ok=True)
-        (out / "history.json").unlink(missing_ok=True)
-    summary = trainer.fit()
-
-    # -- 4. the best weights, the video-level test, the saved model ----------------------------------------------
-    best_file = ckpt_dir / "best.pt"
-    if state.best is not None and best_file.is_file():
-        best_epoch, best_checkpoint = int(state.best["epoch"]), best_file
-        if select == "best":
-            method.backbone.load_state_dict(load_checkpoint(best_file, map_location=trainer.device)["model"])
-    else:
-        best_epoch, best_checkpoint = (trainer.epoch or None), Path(summary["checkpoint"])
-    trained = method.export_model()
-    trained.class_names = classes
-    bad = _gather_bad_videos({**state.bad_videos, **method.bad_videos})
-    padded = _gather_bad_videos({**state.padded_videos, **method.padded_videos})
-    metrics, model_dir = {}, None
-    if trainer.main:
-        chosen = state.best if select == "best" else next((h for h in reversed(state.history) if "val_acc" in h), None)
-        metrics = _evaluate(trained, val_set, chosen["val_acc"] if chosen else None, test=test, video_eval=video_eval,
-                            out=out, device=trainer.device, progress=progress)
-        bad.update(metrics.get("failed") or {})
-        padded.update(metrics.get("padded") or {})
-        _report_padding(padded, metrics, out)
-        if save:
-            model_dir = _save(trained, out / "model", classes=classes, metrics=metrics,
-                              task=task or _task_name(train, train_set), freeze=freeze, epochs=trainer.epoch,
-                              best_epoch=best_epoch if val_set is not None else None, settings=settings, card=card)
-        if bad:
-            log.warning("unreadable videos, replaced by others in training and left out of the test (%d): %s",
-                        len(bad), "; ".join(f"{p} ({c})" for p, c in bad.items()))
-    metrics, model_dir = _share((metrics, model_dir))
-    result = FinetuneResult(
-        history=state.history, best_epoch=best_epoch, best_checkpoint=best_checkpoint, model_dir=model_dir,
-        metrics=metrics, bad_videos=bad, out_dir=out, steps=summary["steps"], epochs_done=summary["epochs_done"],
-        resumed_from=summary["resumed_from"], padded_videos=_share(padded),
-    )  # fmt: skip
-    return trained, result
-
-
-def _evaluate(model: nn.Module, val_set: Any, clip_acc: float | None, *, test: str | Mapping[str, Any] | None,
-              video_eval: bool, out: Path, device: torch.device, progress: bool) -> dict[str, Any]:
-    """Video-level accuracy of the returned model on ``val`` (files in ``out``), else its clip-level ``clip_acc``."""
-    from videozoo.eval.video_predict import evaluate_videos
-
-    if val_set is None:
-        return {}
-    if video_eval and hasattr(val_set, "samples"):
-        protocol = _test_protocol(test, model)
-        results = evaluate_videos(model, [s.path for s in val_set.samples], val_set.labels,
-                                  class_names=list(val_set.classes), device=device, out_dir=out, progress=progress,
-                                  **protocol)
-        results["description"] = _describe_protocol(protocol, results["protocol"]["average"])
-        return results
-    if clip_acc is None:
-        return {}
-    return {"val_acc": clip_acc, "description": "clip-level: one centre clip and crop per video"}
-
-
-def _save(model: nn.Module, directory: Path, *, classes: list[str], metrics: Mapping[str, Any], task: str,
-          freeze: str | None, epochs: int, best_epoch: int | None, settings: Mapping[str, Any],
-          card: Mapping[str, Any] | None) -> Path:
-    """``save_pretrained`` with the class names, the measured numbers (percent, as the registry's) and a card."""
-    from videozoo.api import save_pretrained
-    from videozoo.registry import Metric
-
-    kind = "linear probe" if freeze == "backbone" else "finetune"
-    found = []
-    for key, name in (("top1", "top-1"), ("top5", "top-5"), ("val_acc", "top-1")):
-        if key in metrics and (key != "top5" or len(classes) > 5):
-            found.append(Metric(f"{task} {kind}", name, round(100 * float(metrics[key]), 2),
-                                metrics.get("description", ""), "videozoo.finetune"))
-    fields = {"description": f"{settings['model']} fine-tuned ({kind}) on {task}, {len(classes)} classes.",
-              "source": f"Fine-tuned with `videozoo.finetune` from {settings['start']}.",
-              "finetuned_from": settings["model"], "finetuned_on": task, "epochs": epochs,
-              "kept": f"epoch {best_epoch} (best validation accuracy)" if best_epoch and settings["select"] == "best"
-              else "the last epoch",
-              "optimizer": f"{settings['optimizer']}, lr {settings['lr']:g} ("
-                           + ("backbone frozen" if freeze else f"backbone {settings['backbone_lr']:g}") + "), "
-                           f"weight decay {settings['weight_decay']:g}, {settings['schedule']} schedule, "
-                           f"batch {settings['batch_size']}, dropout {settings['dropout']:g}",
-              "tags": ["finetuned", "video-classification"], **dict(card or {})}  # fmt: skip
-    return save_pretrained(model, directory, class_names=classes, metrics=found, card=fields)
-
-
-def _report_padding(padded: dict[str, str], metrics: dict[str, Any], out: Path) -> None:
-    """Videos used although mostly padding: one warning line, and in ``metrics`` and ``results.json``."""
-    if not padded:
-        return
-    metrics["padded_videos"] = dict(padded)  # training and test; "padded" holds the test's alone
-    if "protocol" in metrics:  # the video-level test wrote results.json: add them there
-        from videozoo.eval.metrics import write_json
-
-        write_json(out / "results.json", metrics)
-    log.warning("%d videos supply less than half of a clip's frames and were used padded (looped): %s",
-                len(padded), "; ".join(f"{p} ({note})" for p, note in padded.items()))  # fmt: skip
-
-
+# -- processes -----------------------------------------------------------------------------------------------------
 def _gather_bad_videos(bad: dict[str, str]) -> dict[str, str]:
     """Every rank's bad videos, or any other path -> note dict (each rank saw its own share of the data)."""
     import torch.distributed as dist

@@ -27,11 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 from tqdm.auto import tqdm
 
-from videozoo.eval.features import EmbedResult
+from videozoo.eval.features import EmbedResult, clip_features, load_features, save_features
 
 __all__ = [
     "CENTER_MODES",
@@ -83,26 +82,7 @@ def _protocol(protocol: str | RetrievalProtocol) -> RetrievalProtocol:
     return RETRIEVAL_PROTOCOLS[protocol]
 
 
-# -- features --------------------------------------------------------------------------------------------
-def clip_features(model: nn.Module, clips: torch.Tensor, *, features: str = "pooled") -> torch.Tensor:
-    """``(B, C, T, H, W)`` clips → ``(B, D)`` features, whether or not a classifier head is set.
-
-    ``"pooled"``: the backbone's own pooling of :meth:`forward_features` (what ``forward`` gives without a head).
-    ``"conv5"``: CACL's ``return_conv`` feature, ``max_pool3d((1, 2, 2))`` of the pre-pool map, flattened.
-    """
-    if features == "pooled":
-        if not getattr(model, "num_classes", 0):
-            return model(clips)  # (B, D)
-        return model.pool(model.forward_features(model.check_input(clips)))  # (B, D), the head skipped
-    if features == "conv5":
-        fmap = model.forward_features(model.check_input(clips))  # (B, D, T', H', W')
-        if fmap.ndim != 5:
-            raise ValueError(f"conv5 features need a (B, D, T, H, W) map, got {tuple(fmap.shape)}")
-        fmap = F.max_pool3d(fmap, kernel_size=(1, 2, 2), stride=(1, 2, 2))  # (B, D, T', H'/2, W'/2)
-        return rearrange(fmap, "b d t h w -> b (d t h w)")
-    raise ValueError(f"features must be 'pooled' or 'conv5', got {features!r}")
-
-
+# -- features (the per-clip features: videozoo.eval.features.clip_features) -----------------------------
 @torch.inference_mode()
 def extract_features(
     model: nn.Module,
@@ -300,7 +280,6 @@ def evaluate_retrieval(
     ``features_dir``: save ``query.safetensors`` / ``gallery.safetensors`` there and reuse them on the next run
     (as the official CoCLR script caches its features). ``out``: also write the results as JSON.
     """
-    from videozoo.eval.features import load_features, save_features
     from videozoo.eval.metrics import write_json
 
     sets = {}

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from videozoo.registry import ModelEntry
+from videozoo.registry import ModelEntry, input_spec_from_config
 
 __all__ = ["render_card"]
 
@@ -97,8 +97,6 @@ def _eval_result(cls: Any, m: Mapping[str, Any]) -> Any:
 
 def _body(config: Mapping[str, Any], entry: ModelEntry | None, licence: str, datasets: list[tuple[str, str]],
           directory: Path) -> str:
-    from videozoo.hub.weights import input_spec_from_config
-
     extra = config.get("card") or {}
     name, arch = config["name"], config["architecture"]
     spec = input_spec_from_config(config)

@@ -27,8 +27,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from videozoo._version import __version__
+from videozoo.hub import card as model_card  # render_card is looked up at each call: tests replace it
 from videozoo.hub.errors import ArchitectureMismatchError, ChecksumError, WeightsFormatError, WeightsNotFoundError
-from videozoo.registry import InputSpec, Metric, ModelEntry, UnknownModelError, get
+from videozoo.registry import InputSpec, Metric, ModelEntry, UnknownModelError, get, input_spec_from_config
 
 __all__ = [
     "CARD_NAME",
@@ -197,8 +199,6 @@ def save_pretrained(
     """
     from safetensors import torch as st  # looked up at call time: tests simulate a failing writer
 
-    from videozoo.hub.card import render_card
-
     name, arch, builder_config = _zoo_identity(model, entry)
     if entry is None:
         try:
@@ -239,7 +239,7 @@ def save_pretrained(
         }
         text = json.dumps(config, indent=2) + "\n"
         staged.append((_stage(directory, CONFIG_NAME, lambda p: p.write_text(text)), directory / CONFIG_NAME))
-        readme = render_card(config, entry=entry, directory=directory)
+        readme = model_card.render_card(config, entry=entry, directory=directory)
         staged.append((_stage(directory, CARD_NAME, lambda p: p.write_text(readme)), directory / CARD_NAME))
         for tmp_path, final in staged:
             os.replace(tmp_path, final)
@@ -337,9 +337,7 @@ def _jsonable(value: Any, where: str) -> Any:
 
 
 def _videozoo_version() -> str:
-    import videozoo  # at call time: hub is imported while videozoo/__init__ is still running
-
-    return getattr(videozoo, "__version__", "unknown")
+    return __version__
 
 
 # ------------------------------------------------------------------------------------------------
@@ -454,15 +452,6 @@ def read_config(path: Path, *, weights_file: str | None = None) -> dict[str, Any
     if weights_file and config.get("weights_file", weights_file) != weights_file:
         return None  # e.g. an extra export next to model.safetensors: this config is not about it
     return config
-
-
-def input_spec_from_config(config: Mapping[str, Any]) -> InputSpec | None:
-    """The :class:`InputSpec` stored in a ``config.json`` (JSON lists turned back into tuples)."""
-    spec = config.get("input_spec")
-    if not spec:
-        return None
-    known = {f.name for f in dataclasses.fields(InputSpec)}
-    return InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k in known})
 
 
 # ------------------------------------------------------------------------------------------------

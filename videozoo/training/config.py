@@ -15,7 +15,9 @@
 ``--preset a,b`` applies presets in order, then ``--key value``, ``--key=value`` or ``key=value``
 overrides, each coerced to the field's type (int, float, bool, str, Path, tuple, list, Literal,
 Optional; ``none`` for None; ``1,2,3`` for sequences; a bare ``--flag`` sets a bool). Nested
-dataclasses are reached with dots (``--optim.lr``). Unknown keys are rejected with the nearest key.
+dataclasses are reached with dots (``--optim.lr``); with ``flat=True`` a nested key may also be written by its
+last part alone (``--lr``), which must then name one key only (:func:`flat_names`). Unknown keys are rejected with
+the nearest key.
 Keys are written with dashes or underscores alike (``--run-dir``, ``--run_dir``, ``run-dir=...``); ``--help``
 lists every key, dashed, with its type, default and the comment beside it, and the presets. ``--print-config``
 prints the resolved configuration as JSON and exits without writing anything. Preset values may be
@@ -25,6 +27,7 @@ The final config goes to ``<run_dir>/config.json`` together with ``run_info`` (c
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import difflib
@@ -38,13 +41,13 @@ import sys
 import time
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
 from videozoo.data.transforms.presets import Sourced
 
-__all__ = ["ConfigError", "config_to_dict", "parse_config", "save_config"]
+__all__ = ["ConfigError", "add_arguments", "config_to_dict", "flat_names", "parse_config", "save_config"]
 
 C = TypeVar("C")
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
@@ -68,35 +71,41 @@ def parse_config(
     run_dir_field: str = "run_dir",
     save: bool = True,
     exit_on_error: bool = True,
+    flat: bool = False,
 ) -> tuple[C, dict[str, Any]]:
     """Apply presets and command-line overrides to the dataclass instance ``defaults``.
 
     Returns ``(config, run_info)``. ``argv`` defaults to ``sys.argv[1:]``. With ``save`` and a
-    ``run_dir_field`` on the config, rank 0 writes ``<run_dir>/config.json``. Errors print a one-line
-    message and exit with status 2, as argparse does; ``exit_on_error=False`` raises :class:`ConfigError`.
+    ``run_dir_field`` (a dotted key for a nested one) on the config, rank 0 writes ``<run_dir>/config.json``.
+    ``flat``: nested keys may be written by their last part (``--lr`` for ``--optim.lr``), in presets too. Errors
+    print a one-line message and exit with status 2, as argparse does; ``exit_on_error=False`` raises
+    :class:`ConfigError`.
     """
     if isinstance(defaults, type):
         defaults = defaults()
     presets = dict(presets or {})
     argv = list(sys.argv[1:] if argv is None else argv)
     fields = _flat_fields(type(defaults))
+    aliases = flat_names(type(defaults)) if flat else {}  # a clash is the config's own error: raised as it is
     try:
-        names, pairs = _split_argv(argv, fields)
+        names, pairs = _split_argv(argv, fields, aliases)
         if names is None:  # --help
-            print(_help(defaults, presets, fields))
+            print(_help(defaults, presets, fields, aliases))
             raise SystemExit(0)
         values: dict[str, Any] = {}
         for name in names:
             if name not in presets:
                 raise ConfigError(f"unknown preset {name!r}{_hint(name, presets)}; presets: {', '.join(presets)}")
             for key, value in presets[name].items():
-                _check_key(key, fields, where=f"preset {name!r} sets ")
+                key = aliases.get(key, key)
+                _check_key(key, fields, aliases, where=f"preset {name!r} sets ")
                 values[key] = _plain(value)
         overrides = {}
         for key, text in pairs:
             if key == PRINT_CONFIG:
                 continue
-            _check_key(key, fields)
+            key = aliases.get(key, key)
+            _check_key(key, fields, aliases)
             overrides[key] = _coerce(text, fields[key], key)
         config = _replace(defaults, {**values, **overrides})
     except ConfigError as e:
@@ -116,10 +125,34 @@ def parse_config(
         "host": platform.node(),
         "world_size": int(os.environ.get("WORLD_SIZE", 1)),
     }
-    run_dir = getattr(config, run_dir_field, None)
+    run_dir = _get(config, run_dir_field)
     if save and run_dir and os.environ.get("RANK", "0") == "0":
         save_config(config, Path(run_dir) / "config.json", run_info=run_info)
     return config, run_info
+
+
+def _get(config: Any, key: str) -> Any:
+    """The value of a (dotted) key of ``config``, or None where there is no such field."""
+    for part in key.split("."):
+        config = getattr(config, part, None)
+    return config
+
+
+def flat_names(cls: type) -> dict[str, str]:
+    """``{"lr": "optim.lr", ...}``: every nested key of the dataclass ``cls`` by its last part alone.
+
+    Raises :class:`ConfigError` when a last part names two keys (``optim.seed`` and ``run.seed``, or a nested key
+    and a top-level one): a config that offers flat names calls this where it is defined, so the clash is found
+    when the field is added, not when someone first types the name.
+    """
+    keys: dict[str, list[str]] = {}
+    for key in _flat_fields(cls):
+        keys.setdefault(key.rpartition(".")[2], []).append(key)
+    clashes = {name: found for name, found in keys.items() if len(found) > 1}
+    if clashes:
+        raise ConfigError(f"{cls.__name__}: these keys share a last part, so a flat name would be ambiguous: "
+                          + "; ".join(f"{name}: {', '.join(found)}" for name, found in clashes.items()))
+    return {name: found[0] for name, found in keys.items() if found[0] != name}
 
 
 def _launcher() -> list[str]:
@@ -143,8 +176,68 @@ def save_config(config: Any, path: str | os.PathLike[str], *, run_info: Mapping[
     return atomic_write_bytes(path, json.dumps(payload, indent=2, default=str).encode() + b"\n")
 
 
+# -- the same keys on an argparse parser ----------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser, defaults: Any, *, skip: Collection[str] = (),
+                  spellings: Mapping[str, Sequence[str]] | None = None) -> None:
+    """An option on ``parser`` for every key of the dataclass instance ``defaults``, by its flat name (``--lr``,
+    ``--batch-size``; a bool as ``--save`` / ``--no-save``), read as :func:`parse_config` reads it.
+
+    An option left out of the command line is left out of the namespace (``argparse.SUPPRESS``): the defaults stay
+    the dataclass's, written once. Its help is the comment beside the field, then the default. ``skip``: flat names
+    given no option; ``spellings``: more flags for a flat name (``{"out_dir": ["--out"]}``). The namespace holds
+    each given value under the flat name (``args.lr``).
+    """
+    cls = type(defaults)
+    names = {key: name for name, key in flat_names(cls).items()}
+    comments = _field_comments(cls)
+    for key, tp in _flat_fields(cls).items():
+        name = names.get(key, key)
+        if name in skip:
+            continue
+        flags = [f"--{_dashed(name)}", *(spellings or {}).get(name, ())]
+        help_ = f"{comments.get(key, '')} (default: {_value_text(_get(defaults, key))})".strip().replace("%", "%%")
+        if tp is bool:
+            parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=help_)  # fmt: skip
+        else:
+            parser.add_argument(*flags, dest=name, type=_argument_type(tp, name), metavar=_metavar(tp),
+                                default=argparse.SUPPRESS, help=help_)  # fmt: skip
+
+
+def _argument_type(tp: Any, name: str) -> Callable[[str], Any]:
+    def read(text: str) -> Any:
+        try:
+            return _coerce(text, tp, name)
+        except ConfigError as e:  # argparse names the option itself
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f"--{name}: ")) from None
+
+    return read
+
+
+def _metavar(tp: Any) -> str:
+    """``adam|adamw|sgd``, ``N|none``, ``A,B,...``: what an option takes, without brackets (argparse's usage line)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        return "|".join("none" if a is type(None) else _metavar(a) for a in args)
+    if origin is Literal:
+        return "|".join(map(str, args))
+    if origin in (tuple, list) or tp in (tuple, list):
+        return "A,B,..."
+    return {int: "N", float: "X", bool: "true|false", dict: "JSON"}.get(origin or tp, "TEXT")
+
+
+def _value_text(value: Any) -> str:
+    """A default as the command line writes it: ``none``, ``true``, ``400,450``."""
+    if value is None or isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value)) or "()"
+    return str(value)
+
+
 # -- parsing ----------------------------------------------------------------------------------------
-def _split_argv(argv: list[str], fields: dict[str, Any]) -> tuple[list[str] | None, list[tuple[str, str]]]:
+def _split_argv(argv: list[str], fields: dict[str, Any], aliases: Mapping[str, str],
+                ) -> tuple[list[str] | None, list[tuple[str, str]]]:
     """(preset names, [(key, text)]); names is None when help was asked for."""
     names: list[str] = []
     pairs: list[tuple[str, str]] = []
@@ -157,7 +250,8 @@ def _split_argv(argv: list[str], fields: dict[str, Any]) -> tuple[list[str] | No
             key, text = token[2:].split("=", 1)
         elif token.startswith("--"):
             key, nxt = token[2:], argv[i + 1] if i + 1 < len(argv) else None
-            is_bool = fields.get(key.replace("-", "_")) is bool or key.replace("-", "_") == PRINT_CONFIG
+            name = key.replace("-", "_")
+            is_bool = fields.get(aliases.get(name, name)) is bool or name == PRINT_CONFIG
             if nxt is None or nxt.startswith("--") or (is_bool and nxt.lower() not in _TRUE | _FALSE):
                 if not is_bool:
                     raise ConfigError(f"--{key} needs a value")
@@ -177,9 +271,9 @@ def _split_argv(argv: list[str], fields: dict[str, Any]) -> tuple[list[str] | No
     return names, pairs
 
 
-def _check_key(key: str, fields: dict[str, Any], where: str = "") -> None:
+def _check_key(key: str, fields: dict[str, Any], aliases: Mapping[str, str], where: str = "") -> None:
     if key not in fields:
-        raise ConfigError(f"{where}unknown key {key!r}{_hint(key, fields)}; --help lists all keys")
+        raise ConfigError(f"{where}unknown key {key!r}{_hint(key, [*aliases, *fields])}; --help lists all keys")
 
 
 def _hint(name: str, choices: Any) -> str:
@@ -274,7 +368,8 @@ def _replace(config: Any, values: Mapping[str, Any]) -> Any:
     return dataclasses.replace(config, **top)
 
 
-def _help(defaults: Any, presets: Mapping[str, Mapping[str, Any]], fields: dict[str, Any]) -> str:
+def _help(defaults: Any, presets: Mapping[str, Mapping[str, Any]], fields: dict[str, Any],
+          aliases: Mapping[str, str]) -> str:
     comments = _field_comments(type(defaults))
     lines = [f"usage: {Path(sys.argv[0]).name or 'recipe'} [--preset NAME[,NAME]] [--key value | --key=value | "
              "key=value ...] [--print-config]", "", "presets (applied in order, before the overrides):"]
@@ -283,12 +378,11 @@ def _help(defaults: Any, presets: Mapping[str, Mapping[str, Any]], fields: dict[
         shown = ", ".join(f"{_dashed(k)}={_plain(v)!r}" for k, v in preset.items())
         lines.append(f"  {name:<{width}} " + (shown or "(defaults)"))
     lines += ["", "keys (default; --run-dir and --run_dir are the same key):"]
+    flat = {key: name for name, key in aliases.items()}
     for key, tp in fields.items():
-        value = defaults
-        for part in key.split("."):
-            value = getattr(value, part)
+        shown = f"--{_dashed(flat[key])} (--{_dashed(key)})" if key in flat else f"--{_dashed(key)}"
         comment = comments.get(key, "")
-        lines.append(f"  --{_dashed(key)} {_type_name(tp)} = {value!r}" + (f"    # {comment}" if comment else ""))
+        lines.append(f"  {shown} {_type_name(tp)} = {_get(defaults, key)!r}" + (f"    # {comment}" if comment else ""))
     lines += ["", "  --print-config    print the resolved configuration as JSON and exit (nothing is written)"]
     return "\n".join(lines)
 
@@ -299,14 +393,16 @@ def _dashed(key: str) -> str:
 
 
 def _field_comments(cls: type, prefix: str = "") -> dict[str, str]:
-    """The ``# comment`` written beside each field in the source of ``cls``, by (dotted) key, nested dataclasses too."""
+    """The ``# comment`` written beside each field in the source of ``cls`` (or of the dataclass it extends), by
+    (dotted) key, nested dataclasses too."""
     comments: dict[str, str] = {}
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        source = ""
-    for m in re.finditer(r"^\s+(\w+)\s*:[^\n#]*#\s*(.+)$", source, flags=re.MULTILINE):
-        comments.setdefault(prefix + m.group(1), m.group(2).strip())
+    for klass in (k for k in cls.__mro__ if dataclasses.is_dataclass(k)):  # a subclass's own comment first
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            source = ""
+        for m in re.finditer(r"^\s+(\w+)\s*:[^\n#]*#\s*(.+)$", source, flags=re.MULTILINE):
+            comments.setdefault(prefix + m.group(1), m.group(2).strip())
     for name, tp in typing.get_type_hints(cls).items():
         if dataclasses.is_dataclass(tp):
             comments.update(_field_comments(tp, f"{prefix}{name}."))

@@ -7,7 +7,8 @@
 * Provenance: a recipe's default is ``sourced(value, "where it comes from")``, a preset's value ``src(value,
   "...")`` (a :class:`~videozoo.data.transforms.presets.Sourced`); the augmentation presets carry theirs.
   ``python -m videozoo.training.presets`` writes every key of every paper and released preset, its value and
-  its source into docs/methods/presets.md (a test fails when that file is stale).
+  its source into docs/methods/presets.md (a test fails when that file is stale), and the fine-tuning protocols
+  (:data:`videozoo.eval.finetune_config.FINETUNE_PROTOCOLS`) after them.
 
 A source names the paper (the text wins in a paper preset), an official file and line (``<repo> <file>:<line>``
 at the commits of :data:`OFFICIAL`), or says ``our choice: <why>``.
@@ -220,9 +221,10 @@ def _cell(text: str) -> str:
 
 HEADER = """# Presets and where their values come from
 
-Generated from the recipes' presets (`recipes/coclr.py`, `recipes/cacl.py`, `recipes/stica.py`) and the
-augmentation presets (`videozoo/data/transforms/presets.py`) by `python -m videozoo.training.presets`; do not edit
-by hand (a test fails when this file is stale).
+Generated from the recipes' presets (`recipes/coclr.py`, `recipes/cacl.py`, `recipes/stica.py`), the
+augmentation presets (`videozoo/data/transforms/presets.py`) and the fine-tuning protocols
+(`videozoo/eval/finetune_config.py`) by `python -m videozoo.training.presets`; do not edit by hand (a test fails
+when this file is stale).
 
 Each recipe has a **paper preset** (the paper's text wins where it and the code disagree) and a **`_released`
 preset that reproduces the official code** as its README or launch script runs it. Every key of each is listed
@@ -260,7 +262,31 @@ def render(recipes: dict[str, ModuleType]) -> str:
                         cells.append(_value(value) + (f" — {_cell(source)}" if source else ""))
                 lines.append(f"| `{key}` | " + " | ".join(cells) + " |")
             lines.append("")
+    lines += render_finetune_protocols()
     return "\n".join(lines).rstrip() + "\n"
+
+
+FINETUNE_INTRO = """The papers' fine-tuning settings, one table read by `videozoo.finetune(..., protocol=NAME)`,
+`python recipes/finetune.py --preset NAME` and `videozoo finetune ... --protocol NAME`. Keys are the flat names of
+`FinetuneConfig` (`videozoo/eval/finetune_config.py`); a key a protocol does not set keeps the default, shown beside
+it. Any key can be overridden: `videozoo.finetune(model, train, val, protocol="stica", epochs=20)`."""
+
+
+def render_finetune_protocols() -> list[str]:
+    """The fine-tuning protocols as markdown lines: per protocol, every key it sets, its value, source and default."""
+    from videozoo.eval.finetune_config import FINETUNE_PROTOCOLS, FLAT_NAMES, FinetuneConfig
+    from videozoo.training.config import _get
+
+    defaults = FinetuneConfig()
+    lines = ["## `videozoo.finetune` protocols (`FINETUNE_PROTOCOLS`)", "", FINETUNE_INTRO, ""]
+    for name, protocol in FINETUNE_PROTOCOLS.items():
+        lines += [f"### `protocol={name!r}`", "", "| key | value | source | default |", "|---|---|---|---|"]
+        for key, entry in protocol.items():
+            value, source = (entry.value, entry.source) if isinstance(entry, Sourced) else (entry, "")
+            default = _get(defaults, FLAT_NAMES.get(key, key))
+            lines.append(f"| `{key}` | {_value(value)} | {_cell(source)} | {_value(default)} |")
+        lines.append("")
+    return lines
 
 
 RECIPES = ("coclr", "cacl", "stica")
