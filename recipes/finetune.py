@@ -77,8 +77,8 @@ class Config:
     test_clips: int | None = None  # override the protocol's clips per video
     test_crops: int | None = None  # override the protocol's crops per clip (1, 3, 5, 10)
     # running
-    amp: str | None = "bf16" if torch.cuda.is_available() else None  # bf16 | fp16 | none
-    compile: bool = False
+    amp: str | None = "auto"  # auto (bf16 on CUDA, float32 on the CPU) | bf16 | fp16 | none
+    compile: bool | str = "auto"  # auto: torch.compile on CUDA; true | false
     workers: int = 8  # DataLoader workers per GPU
     seed: int = 0
     cpu_threads: int | None = None  # torch CPU threads (none: torch's default); 1: fastest for tiny models on busy CPUs

@@ -71,6 +71,8 @@ class Classifier(Method):
     mode, BatchNorm statistics included (CoCLR's linear probe: "totally freeze BN in backbone").
     """
 
+    compile_verified = True  # tests/test_compile.py: Trainer(compile="auto") compiles it on CUDA
+
     def __init__(self, *, backbone: nn.Module, num_classes: int, dropout: float = 0.0,
                  label_smoothing: float = 0.0, freeze: Literal["backbone"] | None = None) -> None:
         super().__init__()
@@ -370,9 +372,9 @@ def finetune(
     save: bool = True,
     task: str | None = None,
     card: Mapping[str, Any] | None = None,
-    amp: Literal["bf16", "fp16"] | None = None,
-    channels_last: bool = False,
-    compile: bool = False,
+    amp: Literal["auto", "bf16", "fp16"] | None = "auto",
+    channels_last: bool | Literal["auto"] = "auto",
+    compile: bool | Literal["auto"] = "auto",
     grad_clip: float | None = None,
     num_workers: int = 4,
     device: str | torch.device | None = None,
@@ -486,7 +488,7 @@ def finetune(
         last = epoch + 1 == epochs
         if val_set is not None and (last or (epoch + 1) % max(1, eval_every) == 0):
             correct, seen = _clip_accuracy(method.backbone, val_set, batch_size=batch_size, num_workers=num_workers,
-                                           device=trainer.device, amp=amp, seed=seed)
+                                           device=trainer.device, amp=trainer.amp, seed=seed)
             entry["val_acc"] = correct / max(seen, 1)
             if state.best is None or entry["val_acc"] >= state.best["val_acc"]:  # ties: the later, longer-trained
                 state.best = {"epoch": epoch + 1, "val_acc": entry["val_acc"]}
