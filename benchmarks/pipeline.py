@@ -276,6 +276,47 @@ def with_flow(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
+def measure(trainer: Trainer, parts: dict[str, Any], options: dict[str, Any], *, warmup: int, steps: int,
+            loader_only: bool) -> dict[str, Any]:  # fmt: skip
+    """(a), (b), (c), the CoCLR step, FLOPs and the matmul rate; the bound and MFU from them."""
+    device, batch_size, values = trainer.device, trainer.batch_size, parts["values"]
+    out: dict[str, Any] = {}
+    with trainer._data() as (sampler, loader):
+        # (a) the loader alone: the Trainer's feed, nothing done with the batches
+        out["loader_clips_per_s"] = batch_size * rate(batches(trainer, loader, sampler), lambda b: None,
+                                                      warmup=warmup, steps=steps, device=device)  # fmt: skip
+        fixed = first_batch(trainer, loader, sampler)
+        out["clip_shape"] = {k: list(v.shape[1:]) for k, v in fixed.items() if torch.is_tensor(v) and v.ndim > 2}
+        if loader_only:
+            return out
+        # (b) the step alone, on one batch already on the device
+        step = step_fn(trainer, trainer._wrap(), values)
+        out["step_clips_per_s"] = batch_size * rate(itertools.repeat(fixed), step, warmup=warmup, steps=steps,
+                                                    device=device)  # fmt: skip
+        # (c) both: the Trainer's feed into the Trainer's step
+        out["together_clips_per_s"] = batch_size * rate(batches(trainer, loader, sampler), step, warmup=1,
+                                                        steps=steps, device=device)  # fmt: skip
+    flops = step_flops(trainer.method, fixed, values, trainer.amp)
+    if "coclr" in parts.get("extra", {}):  # CoCLR's co-training step on the same clips, flow random
+        second = parts["extra"]["coclr"]
+        other = Trainer(method=second, optimizer=parts["optimizer"](second.parameters()), dataset=parts["dataset"],
+                        batch_size=batch_size, device=device, progress=False, resume=False, **options)  # fmt: skip
+        out["coclr_step_clips_per_s"] = batch_size * rate(itertools.repeat(with_flow(fixed)),
+                                                          step_fn(other, other._wrap(), values), warmup=warmup,
+                                                          steps=steps, device=device)  # fmt: skip
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(trainer.amp or "", torch.float32)
+    peak = matmul_rate(device, dtype, n=8192 if device.type == "cuda" else 512)
+    loader_rate, step_rate = out["loader_clips_per_s"], out["step_clips_per_s"]
+    out.update({
+        "bound": "loader" if loader_rate < step_rate else "step",
+        "together_of_bound": out["together_clips_per_s"] / min(loader_rate, step_rate),
+        "flops_per_step": flops, "matmul_flops_per_s": peak, "matmul_dtype": str(dtype).removeprefix("torch."),
+        "mfu_step": flops * step_rate / batch_size / peak,
+        "mfu_together": flops * out["together_clips_per_s"] / batch_size / peak,
+    })  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--recipe", choices=RECIPES, required=True)
@@ -298,6 +339,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--compile", default="auto", help="auto | true | false")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override the recipe's settings")
     p.add_argument("--tiny", action="store_true", help="tiny backbones and data, few steps: a CPU wiring check")
+    p.add_argument("--loader-only", action="store_true", help="(a) alone: no step, no compile (worker scaling)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads in the main process")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -347,47 +389,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "data": {"path": str(data), "samples": len(parts["dataset"]), "synthetic": args.data is None,
                  "prepared_s": round(made, 1)},
     }  # fmt: skip
-    model = trainer._wrap()
-    with trainer._data() as (sampler, loader):
-        # (a) the loader alone: the Trainer's feed, nothing done with the batches
-        result["loader_clips_per_s"] = batch_size * rate(batches(trainer, loader, sampler), lambda b: None,
-                                                         warmup=warmup, steps=steps, device=device)  # fmt: skip
-        fixed = first_batch(trainer, loader, sampler)
-        result["clip_shape"] = {k: list(v.shape[1:]) for k, v in fixed.items() if torch.is_tensor(v) and v.ndim > 2}
-        # (b) the step alone, on one batch already on the device
-        step = step_fn(trainer, model, parts["values"])
-        result["step_clips_per_s"] = batch_size * rate(itertools.repeat(fixed), step, warmup=warmup, steps=steps,
-                                                       device=device)  # fmt: skip
-        # (c) both: the Trainer's feed into the Trainer's step
-        result["together_clips_per_s"] = batch_size * rate(batches(trainer, loader, sampler), step, warmup=1,
-                                                           steps=steps, device=device)  # fmt: skip
-        flops = step_flops(trainer.method, fixed, parts["values"], trainer.amp)
-        if "coclr" in parts.get("extra", {}):  # CoCLR's co-training step on the same clips, flow random
-            second = parts["extra"]["coclr"]
-            other = Trainer(
-                method=second,
-                optimizer=parts["optimizer"](second.parameters()),
-                dataset=parts["dataset"],
-                batch_size=batch_size,
-                device=device,
-                progress=False,
-                resume=False,
-                **options,
-            )
-            result["coclr_step_clips_per_s"] = batch_size * rate(
-                itertools.repeat(with_flow(fixed)), step_fn(other, other._wrap(), parts["values"]), warmup=warmup,
-                steps=steps, device=device)  # fmt: skip
-    dtype = torch.bfloat16 if trainer.amp == "bf16" else torch.float16 if trainer.amp == "fp16" else torch.float32
-    peak = matmul_rate(device, dtype, n=8192 if device.type == "cuda" else 512)
-    loader_rate, step_rate = result["loader_clips_per_s"], result["step_clips_per_s"]
-    result.update({
-        "bound": "loader" if loader_rate < step_rate else "step",
-        "together_of_bound": result["together_clips_per_s"] / min(loader_rate, step_rate),
-        "flops_per_step": flops, "matmul_flops_per_s": peak, "matmul_dtype": str(dtype).removeprefix("torch."),
-        "mfu_step": flops * step_rate / batch_size / peak,
-        "mfu_together": flops * result["together_clips_per_s"] / batch_size / peak,
-        "wall_s": round(time.monotonic() - started, 1),
-    })  # fmt: skip
+    result.update(measure(trainer, parts, options, warmup=warmup, steps=steps, loader_only=args.loader_only))
+    result["wall_s"] = round(time.monotonic() - started, 1)
     print(report(result), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -418,6 +421,10 @@ def report(r: dict[str, Any]) -> str:
         f"{r['recipe']} --preset {r['preset']} on {r['device']} ({r['device_name']}), batch {r['batch_size']} "
         f"({shapes}), {r['workers']} workers, {r['data']['samples']} samples",
         f"  (a) loader alone     {r['loader_clips_per_s']:9.1f} clips/s",
+    ]
+    if "step_clips_per_s" not in r:
+        return "\n".join(lines)
+    lines += [
         f"  (b) step alone       {r['step_clips_per_s']:9.1f} clips/s",
         f"  (c) together         {r['together_clips_per_s']:9.1f} clips/s "
         f"({100 * r['together_of_bound']:.0f}% of the slower side)",

@@ -24,19 +24,24 @@ class Unverified(Verified):
 
 
 def test_auto_on_a_cuda_device_is_bf16_channels_last_and_compile_for_verified_methods():
-    speed = resolve_speed(device="cuda:0", method=Verified(), bf16_supported=True, compiler_available=True)
-    assert (speed.amp, speed.channels_last, speed.compile) == ("bf16", True, True)
+    speed = resolve_speed(
+        device="cuda:0", method=Verified(), bf16_supported=True, compiler_available=True, deterministic=False
+    )
+    assert (speed.amp, speed.channels_last, speed.compile, speed.cudnn_benchmark) == ("bf16", True, True, True)
     assert speed.asked == {"amp": "auto", "channels_last": "auto", "compile": "auto"} and speed.method == "Verified"
     assert "amp bf16 [auto]" in speed.describe() and "torch.compile on [auto]" in speed.describe()
     unverified = resolve_speed(device="cuda", method=Unverified(), bf16_supported=True, compiler_available=True)
     assert unverified.compile is False and unverified.amp == "bf16"  # a subclass is not verified by its parent
     older_gpu = resolve_speed(device="cuda", method=Verified(), bf16_supported=False, compiler_available=False)
     assert (older_gpu.amp, older_gpu.channels_last, older_gpu.compile) == (None, True, False)
+    exact = resolve_speed(device="cuda", method=Verified(), bf16_supported=True, compiler_available=True,
+                          deterministic=True)  # fmt: skip
+    assert not exact.cudnn_benchmark  # autotuning picks kernels by timing: not with deterministic algorithms
 
 
 def test_auto_on_the_cpu_keeps_float32_contiguous_eager_and_explicit_values_win():
     speed = resolve_speed(device="cpu", method=Verified())
-    assert (speed.amp, speed.channels_last, speed.compile) == (None, False, False)
+    assert (speed.amp, speed.channels_last, speed.compile, speed.cudnn_benchmark) == (None, False, False, False)
     forced = resolve_speed(device="cpu", method=Unverified(), amp="bf16", channels_last=True, compile=True)
     assert (forced.amp, forced.channels_last, forced.compile) == ("bf16", True, True)
     off = resolve_speed(device="cuda", method=Verified(), amp=None, channels_last=False, compile=False,
@@ -82,9 +87,11 @@ def test_cpu_defaults_unchanged_and_the_choice_is_recorded(tmp_path: Path, capsy
     assert method.conv.weight.is_contiguous() and not trainer.scaler.is_enabled()
     summary = trainer.fit()
     assert "speed (cpu, Regress): amp fp32 [auto], channels-last-3d off [auto], torch.compile off [auto]" in (
-        capsys.readouterr().out)
+        capsys.readouterr().out
+    )
+    auto = {"amp": "auto", "channels_last": "auto", "compile": "auto"}
     expected = {"device": "cpu", "amp": None, "channels_last": False, "compile": False, "method": "Regress",
-                "asked": {"amp": "auto", "channels_last": "auto", "compile": "auto"}}  # fmt: skip
+                "cudnn_benchmark": False, "asked": auto}  # fmt: skip
     assert summary["speed"] == expected
     assert load_checkpoint(tmp_path / "checkpoints" / "stage" / "last.pt")["speed"] == expected
     saved = json.loads((tmp_path / "config.json").read_text())

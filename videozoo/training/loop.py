@@ -291,7 +291,9 @@ class Trainer:
                 iterator._shutdown_workers()
 
     def _announce_speed(self) -> None:
-        """Print the resolved speed settings once and add them to the run's ``config.json`` (rank 0)."""
+        """Apply cuDNN autotuning if chosen; print the resolved settings and add them to ``config.json`` (rank 0)."""
+        if self.speed.cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True  # process-wide; the batches keep one shape
         if not self.main:
             return
         print(self.speed.describe(), flush=True)

@@ -24,7 +24,11 @@ AUTO = "auto"
 
 @dataclasses.dataclass(frozen=True)
 class SpeedSettings:
-    """What a run uses (``amp``, ``channels_last``, ``compile``) and what it was asked for (``asked``)."""
+    """What a run uses (``amp``, ``channels_last``, ``compile``, ``cudnn_benchmark``) and what it asked for (``asked``).
+
+    ``cudnn_benchmark``: let cuDNN time its convolution algorithms once per input shape and keep the fastest (the
+    trainer's batches all have one shape); on CUDA unless deterministic algorithms were asked for.
+    """
 
     device: str
     amp: Literal["bf16", "fp16"] | None
@@ -32,6 +36,7 @@ class SpeedSettings:
     compile: bool
     asked: dict[str, Any]
     method: str = ""
+    cudnn_benchmark: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -64,13 +69,14 @@ def resolve_speed(
     compile: bool | Literal["auto"] = AUTO,
     bf16_supported: bool | None = None,
     compiler_available: bool | None = None,
+    deterministic: bool | None = None,
 ) -> SpeedSettings:
     """Resolve ``"auto"`` settings for ``method`` on ``device``; explicit values are kept as given.
 
     ``"auto"``: on ``cuda``, ``amp="bf16"`` where the GPU supports it (Ampere and later; else float32: fp16 and
     its gradient scaler stay a choice made by hand), ``channels_last=True``, and ``compile=True`` when
     :func:`compile_verified` and a compiler backend is present (Triton); on any other device float32, contiguous,
-    eager. ``bf16_supported`` / ``compiler_available`` default to asking torch; tests pass them to stay pure.
+    eager. ``bf16_supported`` / ``compiler_available`` / ``deterministic`` default to asking torch; tests pass them.
     """
     device = torch.device(device)
     asked = {"amp": amp, "channels_last": channels_last, "compile": compile}
@@ -90,8 +96,17 @@ def resolve_speed(
         if cuda and compiler_available is None:
             compiler_available = _has_triton()
         compile = cuda and bool(compiler_available) and compile_verified(method)
-    return SpeedSettings(device=str(device), amp=amp, channels_last=channels_last, compile=compile,
-                         asked=asked, method=type(method).__name__)
+    if deterministic is None:
+        deterministic = torch.are_deterministic_algorithms_enabled()
+    return SpeedSettings(
+        device=str(device),
+        amp=amp,
+        channels_last=channels_last,
+        compile=compile,
+        asked=asked,
+        method=type(method).__name__,
+        cudnn_benchmark=cuda and not deterministic,
+    )
 
 
 def _has_triton() -> bool:
