@@ -22,6 +22,11 @@ from videozoo.methods import CACL, GDT, CoCLR, InfoNCE, Method, STiCA
 from videozoo.training import Trainer
 from videozoo.training.speed import compile_verified
 
+try:  # tests/ as a package or as a plain directory on sys.path
+    from .dist_utils import run_two_process
+except ImportError:
+    from dist_utils import run_two_process
+
 B, T, S = 4, 4, 8  # batch, frames, pixels
 
 
@@ -143,3 +148,28 @@ def test_host_step_count_follows_the_state_dict(name: str):
     assert owner._host_steps == int(owner.num_steps) == 2
     trained.eval(), resumed.eval()  # the same draws, and BatchNorm-free nets: the same loss
     torch.testing.assert_close(resumed(batch)["loss"], trained(batch)["loss"])
+
+
+def ddp_eager_and_compiled(rank: int, world_size: int, name: str) -> dict:
+    """In each of two gloo processes: the Trainer's DDP step eager, then compiled (dynamo + AOT autograd, no
+    codegen: the collectives of shuffle-BN, the queue and the global-batch NCE are what is under test)."""
+    import functools
+
+    torch.compile = functools.partial(torch.compile, backend="aot_eager")  # this worker process only
+    states = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        method, data = build(name)
+        Trainer(method=method, optimizer=torch.optim.SGD(method.parameters(), lr=0.1), dataset=data,
+                batch_size=B // 2, max_steps=2, compile=compile, progress=False, seed=1).fit()  # fmt: skip
+        states.append(method.state_dict())
+    return {"eager": states[0], "compiled": states[1], "frames": torch._dynamo.utils.counters["frames"]["ok"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["InfoNCE", "STiCA"])
+def test_compiled_ddp_step_equals_eager(name: str):
+    for rank in run_two_process(ddp_eager_and_compiled, name, timeout=300):
+        assert rank["frames"] > 0  # the compiled run went through dynamo
+        for key, value in rank["eager"].items():
+            torch.testing.assert_close(rank["compiled"][key], value, rtol=1e-5, atol=1e-6, msg=key)
