@@ -253,6 +253,10 @@ class Trainer:
         changed = sorted(k for k in (self.config or {}) if (state.get("config") or {}).get(k) != self.config[k])
         if changed and self.main:
             log.warning("resuming with a changed config: %s", ", ".join(changed))
+        trained = {k: (state.get("speed") or {}).get(k) for k in ("amp", "channels_last", "compile")}
+        now = {k: getattr(self.speed, k) for k in trained}
+        if state.get("speed") and trained != now and self.main:  # allowed (another GPU, the CPU), but say so
+            log.warning("resuming a run trained with %s under %s", trained, now)
         self.resumed_from = path
         if self.main:
             log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)
