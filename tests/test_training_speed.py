@@ -96,3 +96,15 @@ def test_cpu_defaults_unchanged_and_the_choice_is_recorded(tmp_path: Path, capsy
     assert load_checkpoint(tmp_path / "checkpoints" / "stage" / "last.pt")["speed"] == expected
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["resolved"] == {"Regress": expected} and saved["config"]["lr"] == 0.1  # parse_config's part kept
+
+
+def test_resuming_under_other_settings_says_so(tmp_path: Path, caplog):
+    def run(**speed) -> None:
+        method = Regress()
+        Trainer(method=method, optimizer=torch.optim.SGD(method.parameters(), lr=0.1), dataset=Pairs(), batch_size=4,
+                epochs=2, progress=False, ckpt_dir=tmp_path, **speed).fit()  # fmt: skip
+
+    run(max_steps=1)
+    with caplog.at_level("WARNING", logger="videozoo.training"):
+        run(amp="bf16")  # resumes at step 1 with bf16 autocast (on the CPU too)
+    assert "resuming a run trained with {'amp': None" in caplog.text and "'amp': 'bf16'" in caplog.text
