@@ -4,7 +4,8 @@
 #   2. benchmarks/pipeline.py      loader / step / both, bound and MFU, for the CoCLR, CACL and STiCA paper presets
 #   3. benchmarks/backbones.py     backbone throughput against torchvision's twins
 # Everything lands in $OUT (the device tool's output folder; ./gpu_check_out elsewhere): gpu_check.log, summary.json
-# (each stage's status and seconds, the machine) and one JSON per stage, 6 files, under the tool's 8.
+# (each stage's status and seconds, the machine) and one JSON per stage: 7 files, under the tool's 8. The pipeline
+# JSONs are written after each of their parts, so a stage stopped by its time limit still leaves what it measured.
 #
 # On the device machine, which lacks decord and av: run /work/shared/tools/device-prepare.sh in the checkout first
 # (wheels in .whl/, test media in .media/), then call the device with carry [".whl", ".media"] and

@@ -276,26 +276,31 @@ def with_flow(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
-def measure(trainer: Trainer, parts: dict[str, Any], options: dict[str, Any], *, warmup: int, steps: int,
-            loader_only: bool) -> dict[str, Any]:  # fmt: skip
-    """(a), (b), (c), the CoCLR step, FLOPs and the matmul rate; the bound and MFU from them."""
+def measure(trainer: Trainer, parts: dict[str, Any], options: dict[str, Any], out: dict[str, Any], *, warmup: int,
+            steps: int, loader_only: bool, save: Any = lambda: None) -> dict[str, Any]:  # fmt: skip
+    """(a), (b), (c), the CoCLR step, FLOPs and the matmul rate into ``out``, then the bound and MFU from them.
+
+    ``save()`` is called after each part, so a run stopped by a time limit still leaves what it measured.
+    """
     device, batch_size, values = trainer.device, trainer.batch_size, parts["values"]
-    out: dict[str, Any] = {}
     with trainer._data() as (sampler, loader):
         # (a) the loader alone: the Trainer's feed, nothing done with the batches
         out["loader_clips_per_s"] = batch_size * rate(batches(trainer, loader, sampler), lambda b: None,
                                                       warmup=warmup, steps=steps, device=device)  # fmt: skip
         fixed = first_batch(trainer, loader, sampler)
         out["clip_shape"] = {k: list(v.shape[1:]) for k, v in fixed.items() if torch.is_tensor(v) and v.ndim > 2}
+        save()
         if loader_only:
             return out
         # (b) the step alone, on one batch already on the device
         step = step_fn(trainer, trainer._wrap(), values)
         out["step_clips_per_s"] = batch_size * rate(itertools.repeat(fixed), step, warmup=warmup, steps=steps,
                                                     device=device)  # fmt: skip
+        save()
         # (c) both: the Trainer's feed into the Trainer's step
         out["together_clips_per_s"] = batch_size * rate(batches(trainer, loader, sampler), step, warmup=1,
                                                         steps=steps, device=device)  # fmt: skip
+        save()
     flops = step_flops(trainer.method, fixed, values, trainer.amp)
     if "coclr" in parts.get("extra", {}):  # CoCLR's co-training step on the same clips, flow random
         second = parts["extra"]["coclr"]
@@ -389,12 +394,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "data": {"path": str(data), "samples": len(parts["dataset"]), "synthetic": args.data is None,
                  "prepared_s": round(made, 1)},
     }  # fmt: skip
-    result.update(measure(trainer, parts, options, warmup=warmup, steps=steps, loader_only=args.loader_only))
+
+    def save() -> None:
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(
+                json.dumps({**result, "wall_s": round(time.monotonic() - started, 1)}, indent=2) + "\n"
+            )
+
+    measure(trainer, parts, options, result, warmup=warmup, steps=steps, loader_only=args.loader_only, save=save)
     result["wall_s"] = round(time.monotonic() - started, 1)
+    save()
     print(report(result), flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
