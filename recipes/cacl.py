@@ -101,9 +101,9 @@ class Config:
         "same", "our choice: the key pair in the query's order, (clip, shuffled)"
     )  # key pair (clip, shuffled) or the official (shuffled, clip)
     sdp_epochs: int = sourced(0, "paper: no separate shuffle-degree stage")  # >0: also train SDP alone
-    amp: Literal["bf16", "fp16"] | None = None  # autocast
-    channels_last: bool = False  # channels-last-3d
-    compile: bool = False  # torch.compile the method
+    amp: Literal["auto", "bf16", "fp16"] | None = "auto"  # autocast; auto: bf16 on CUDA, float32 on the CPU
+    channels_last: bool | Literal["auto"] = "auto"  # channels-last-3d; auto: on CUDA only
+    compile: bool | Literal["auto"] = "auto"  # torch.compile the method; auto: on CUDA (methods tested compiled)
     workers: int = 8  # DataLoader workers per process
     threads: int | None = None  # torch CPU threads (None: torch's default)
     max_steps: int | None = None  # per stage, for debugging

@@ -84,9 +84,9 @@ class Config:
     momentum: float = sourced(0.999, "paper; CoCLR main_nce.py:88 --moco-m 0.999")  # key encoder EMA
     topk: int = sourced(5, "paper: top-5 mined positives; CoCLR README.md:45 --topk 5")  # positives mined per query
     drop_self_p: float = sourced(0.9, "CoCLR main_coclr.py:382 random() < 0.9 (issue 43)")  # drop the self-positive
-    amp: Literal["bf16", "fp16"] | None = None  # autocast
-    channels_last: bool = False  # channels-last-3d
-    compile: bool = False  # torch.compile the method
+    amp: Literal["auto", "bf16", "fp16"] | None = "auto"  # autocast; auto: bf16 on CUDA, float32 on the CPU
+    channels_last: bool | Literal["auto"] = "auto"  # channels-last-3d; auto: on CUDA only
+    compile: bool | Literal["auto"] = "auto"  # torch.compile the method; auto: on CUDA (methods tested compiled)
     workers: int = 8  # DataLoader workers per process
     threads: int | None = None  # torch CPU threads (None: torch's default)
     max_steps: int | None = None  # per stage, for debugging

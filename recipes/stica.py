@@ -104,9 +104,9 @@ class Config:
     momentum: float = sourced(0.9, "GDT main_stica.py:111 momentum=0.9")  # SGD
     wd: float = sourced(1e-5, "paper; GDT scripts/pretrain_stica.sh:118 WEIGHT_DECAY=1e-5")
     sync_bn: bool = True  # SyncBatchNorm under torchrun (GPUs)
-    amp: Literal["bf16", "fp16"] | None = None  # autocast
-    channels_last: bool = False  # channels-last-3d
-    compile: bool = False  # torch.compile the method
+    amp: Literal["auto", "bf16", "fp16"] | None = "auto"  # autocast; auto: bf16 on CUDA, float32 on the CPU
+    channels_last: bool | Literal["auto"] = "auto"  # channels-last-3d; auto: on CUDA only
+    compile: bool | Literal["auto"] = "auto"  # torch.compile the method; auto: on CUDA (methods tested compiled)
     workers: int = 10  # DataLoader workers per process
     threads: int | None = None  # torch CPU threads (None: torch's default)
     max_steps: int | None = None  # stop early (debugging)

@@ -96,3 +96,17 @@ def test_apply_crops_cuts_the_boxes_crop_major() -> None:
         apply_crops(features, [crops[0], Crop((0, 4), (0, 6), (0, 6))])
     with pytest.raises(ValueError, match=r"\(B, D, T, H, W\)"):
         apply_crops(torch.randn(2, 5, 7), crops)
+
+
+def test_gather_crops_equals_slicing() -> None:
+    from videozoo.methods.feature_crop import crop_size, crop_starts, gather_crops
+
+    features = torch.randn(3, 5, 4, 7, 7, requires_grad=True)
+    generator = torch.Generator().manual_seed(0)
+    for temporal, fraction in ((False, 4 / 7), (True, 3 / 4)):
+        crops = sample_crops((4, 7, 7), num=3, fraction=fraction, temporal=temporal, generator=generator)
+        size = crop_size((4, 7, 7), fraction=fraction, temporal=temporal)
+        gathered = gather_crops(features, crop_starts(crops), size)
+        assert torch.equal(gathered, apply_crops(features, crops))
+        grads = [torch.autograd.grad(x.square().sum(), features)[0] for x in (gathered, apply_crops(features, crops))]
+        torch.testing.assert_close(grads[0], grads[1])

@@ -148,3 +148,20 @@ def test_flat_names_reach_nested_keys_when_asked(capsys):
     with pytest.raises(SystemExit):
         parse("--help", flat=True)
     assert "--lr (--optim.lr) float = 0.001    # learning rate" in capsys.readouterr().out
+
+
+@dataclass
+class Speed:
+    compile: bool | Literal["auto"] = "auto"
+    steps: int = 1
+    run_dir: str = ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "compile_", "steps"),
+    [(["--compile"], True, 1), (["--compile", "--steps", "3"], True, 3), (["--compile", "auto"], "auto", 1),
+     (["--compile", "false"], False, 1), (["--compile=auto"], "auto", 1)],
+)  # fmt: skip
+def test_a_field_that_may_be_a_bool_is_a_bare_flag_too(argv, compile_, steps):
+    config, _ = parse_config(Speed(), {}, argv, save=False)
+    assert (config.compile, config.steps) == (compile_, steps)

@@ -137,12 +137,15 @@ def batch_shuffle(x: torch.Tensor, *, generator: torch.Generator | None = None) 
     the batch statistics ("cheating" through BN). Rank 0 draws the permutation and broadcasts it.
 
     In one process this is a permutation within the batch. Batch statistics do not depend on the order,
-    so it changes nothing beyond rounding; it is kept so that one code path serves both cases.
+    so it changes nothing beyond rounding; it is kept so that one code path serves both cases. Without a
+    ``generator`` the permutation is drawn on the batch's device (its RNG, checkpointed by the trainer).
     Returns ``(x_shuffled, idx_unshuffle)``: ``x_shuffled`` (B, ...), ``idx_unshuffle`` (world_size * B,).
     """
     x_all = concat_all_gather(x)  # (W*B, ...)
     n = x_all.shape[0]
-    idx_shuffle = torch.randperm(n, generator=generator).to(x.device)
+    # drawn where the batch is: a CPU permutation copied to the GPU would wait for the device at every step
+    device = x.device if generator is None else generator.device
+    idx_shuffle = torch.randperm(n, generator=generator, device=device).to(x.device, non_blocking=True)
     if get_world_size() > 1:
         dist.broadcast(idx_shuffle, src=0)  # every rank must agree on one permutation
     idx_unshuffle = torch.argsort(idx_shuffle)

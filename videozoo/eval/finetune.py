@@ -56,6 +56,8 @@ class Classifier(Method):
     mode, BatchNorm statistics included (CoCLR's linear probe: "totally freeze BN in backbone").
     """
 
+    compile_verified = True  # tests/test_compile.py: Trainer(compile="auto") compiles it on CUDA
+
     def __init__(self, *, backbone: nn.Module, num_classes: int, dropout: float = 0.0,
                  label_smoothing: float = 0.0, freeze: Literal["backbone"] | None = None) -> None:
         super().__init__()
@@ -473,7 +475,7 @@ class _EpochEnd:
 
         c = self.config
         correct, seen = _clip_accuracy(self.method.backbone, self.val_set, batch_size=c.optim.batch_size,
-                                       num_workers=c.data.num_workers, device=self.trainer.device, amp=c.run.amp,
+                                       num_workers=c.data.num_workers, device=self.trainer.device, amp=self.trainer.amp,
                                        seed=c.run.seed)  # fmt: skip
         entry["val_acc"] = correct / max(seen, 1)
         best = self.state.best

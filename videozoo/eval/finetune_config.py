@@ -108,9 +108,9 @@ class Run:
     seed: int = 0  # data order, augmentation and the new head's initialisation
     max_steps: int | None = None  # stop after this many steps (smoke runs; running again resumes)
     device: str | None = None  # cpu | cuda | cuda:N | mps; none: the training engine's choice (CUDA when there)
-    amp: Literal["bf16", "fp16"] | None = None  # autocast dtype on the GPU; none: float32
-    channels_last: bool = False  # channels-last-3d memory format
-    compile: bool = False  # torch.compile the model
+    amp: Literal["auto", "bf16", "fp16"] | None = "auto"  # autocast; auto: bf16 on CUDA, float32 on the CPU
+    channels_last: bool | Literal["auto"] = "auto"  # channels-last-3d memory format; auto: on CUDA only
+    compile: bool | Literal["auto"] = "auto"  # torch.compile the model; auto: on CUDA (the classifier is verified)
     progress: bool = True  # progress bars and a line per epoch
     tensorboard: bool = True  # write TensorBoard logs to out_dir/tb
 

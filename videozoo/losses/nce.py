@@ -94,22 +94,28 @@ def symmetric_global_nce(
     )
 
 
-def multi_positive_nce(logits: torch.Tensor, positive_mask: torch.Tensor) -> torch.Tensor:
+def multi_positive_nce(logits: torch.Tensor, positive_mask: torch.Tensor, *, validate: bool = True) -> torch.Tensor:
     """CoCLR's multi-instance NCE: -log Σ_{j positive} softmax(logits)_j, mean over rows.
 
     ``logits``: (B, N), temperature already applied; ``positive_mask``: (B, N) bool. Every row needs at
     least one positive. Computed as logsumexp over positives minus logsumexp over all, which equals the
     official ``-log((softmax(logits) * mask).sum(1))`` without its underflow to log(0).
+    ``validate=False`` skips checking that: the check reads the mask on the host, which waits for a GPU and
+    breaks a compiled graph; for callers whose masks have a positive in every row by construction.
     """
     positive_mask = positive_mask.bool()
-    if not bool(positive_mask.any(dim=1).all()):
+    if validate and not bool(positive_mask.any(dim=1).all()):
         raise ValueError("multi_positive_nce: every row of positive_mask needs at least one positive")
     positive = logits.masked_fill(~positive_mask, float("-inf")).logsumexp(dim=1)  # (B,)
     return (logits.logsumexp(dim=1) - positive).mean()
 
 
 def drop_self_positive(
-    positive_mask: torch.Tensor, *, p: float = 0.9, generator: torch.Generator | None = None
+    positive_mask: torch.Tensor,
+    *,
+    p: float = 0.9,
+    generator: torch.Generator | None = None,
+    drop: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """With probability ``p``, drop the self-positive (column 0) of rows that have other positives.
 
@@ -118,14 +124,15 @@ def drop_self_positive(
     positive besides its own key loses column 0, because after the InfoNCE stage the self-similarity is
     already high and dominates the loss. Rows whose only positive is their own key keep it: for them the
     loss stays plain InfoNCE. Returns a new mask; the input is not modified. ``generator`` (a CPU
-    generator) makes the flip reproducible.
+    generator) makes the flip reproducible. ``drop`` (a 0-d bool tensor, e.g. on the GPU) is a coin flipped
+    already: ``p`` and ``generator`` are then unused, and nothing is read back to the host.
     """
     positive_mask = positive_mask.bool()
-    if not bool(torch.rand((), generator=generator) < p):
-        return positive_mask.clone()
-    mask = positive_mask.clone()
+    if drop is None:
+        drop = torch.rand((), generator=generator) < p
     has_others = positive_mask[:, 1:].any(dim=1)  # (B,)
-    mask[:, 0] &= ~has_others
+    mask = positive_mask.clone()
+    mask[:, 0] &= ~(has_others & drop)  # a 0-d CPU coin works with a mask on any device
     return mask
 
 

@@ -14,18 +14,23 @@ heads, momentum copies, queues, the loss (DESIGN.md, "Contracts"):
   ``forward_features``); a method never reaches into ``.fc``. Any backbone works.
 * Everything a resumed run needs (queues, pointers, step counters) lives in parameters and buffers, so
   ``state_dict()`` is the whole state.
+* GPU speed (docs/training.md): nothing in ``forward`` waits for the device (no ``.item()``, ``bool(tensor)`` or
+  blocking copies), and randomness drawn on the host (CoCLR's coin, CACL's frame orders, STiCA's crop boxes) is
+  drawn in one ``torch.compiler.disable`` function per step from a host copy of the step count
+  (:func:`track_host_steps`), so a compiled step is one or two graphs that never recompile.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 import torch
 from einops import rearrange
 from torch import nn
 
-__all__ = ["Encoder", "Method", "split_views"]
+__all__ = ["Encoder", "Method", "advance_steps", "split_views", "track_host_steps"]
 
 
 class Encoder(nn.Module):
@@ -81,3 +86,25 @@ def split_views(x: torch.Tensor, *, num_views: int = 2) -> tuple[torch.Tensor, .
             f"dataset with num_views={num_views}"
         )
     return tuple(rearrange(x, "b v ... -> v b ..."))
+
+
+def track_host_steps(module: nn.Module, buffer: str = "num_steps") -> None:
+    """Give ``module`` a host copy ``_host_steps`` of its step-count buffer, for step-seeded host randomness.
+
+    Reading the buffer (``int(module.num_steps)``) would wait for the GPU at every step and break a compiled graph.
+    The copy is read only inside ``torch.compiler.disable`` functions, which advance it together with the buffer
+    (:func:`advance_steps`), and is set again from the buffer after every ``load_state_dict`` (a resumed run
+    continues the sequence).
+    """
+    module._host_steps = int(getattr(module, buffer))
+    module.register_load_state_dict_post_hook(functools.partial(_reload_host_steps, buffer=buffer))
+
+
+def _reload_host_steps(module: nn.Module, incompatible_keys: Any, *, buffer: str) -> None:
+    module._host_steps = int(getattr(module, buffer))
+
+
+def advance_steps(module: nn.Module, buffer: str = "num_steps") -> None:
+    """A training step is under way: the buffer (in the state dict) and its host copy move on together."""
+    module._host_steps += 1
+    getattr(module, buffer).add_(1)

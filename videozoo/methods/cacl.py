@@ -53,7 +53,7 @@ from videozoo.backbones.frame_transformer import create_frame_model
 from videozoo.distributed import batch_shuffle, batch_unshuffle, get_rank, get_world_size
 from videozoo.heads.projection import MLPHead
 from videozoo.losses import FeatureQueue, MomentumEncoder, per_positive_nce
-from videozoo.methods.base import Encoder, Method, split_views
+from videozoo.methods.base import Encoder, Method, advance_steps, split_views, track_host_steps
 from videozoo.methods.shuffle import (
     OrderMode,
     achievable_distances,
@@ -162,25 +162,37 @@ class _OrderSampler(nn.Module):
     """Draws the frame orders of a step from ``(seed, step)``: every rank draws the global batch's and keeps its rows.
 
     So a two-process step shuffles each clip as the one-process step on the same global batch does, and a resumed
-    run continues the sequence (``num_steps`` is a buffer). ``batch["order"]`` (B, T), if given, wins.
+    run continues the sequence (``num_steps`` is a buffer, with a host copy read without waiting for the GPU).
+    ``batch["order"]`` (B, T), if given, wins.
     """
 
     def __init__(self, *, order_mode: OrderMode, seed: int) -> None:
         super().__init__()
         self.order_mode, self.seed = order_mode, seed
         self.register_buffer("num_steps", torch.zeros((), dtype=torch.long))
+        track_host_steps(self)
 
     def orders(self, batch: dict[str, Any], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's ``(orders (B, T), labels (B,))`` on ``x``'s device; drawn on the host (a Python loop)."""
         b, t = x.shape[0], x.shape[2]
         if batch.get("order") is not None:
             orders = torch.as_tensor(batch["order"]).long()
             labels = torch.tensor([label_of_distance(edit_distance(range(t), o)) for o in orders.tolist()])
         else:
-            generator = torch.Generator().manual_seed((self.seed << 32) + int(self.num_steps))
+            generator = torch.Generator().manual_seed((self.seed << 32) + self._host_steps)
             orders, labels = sample_orders(b * get_world_size(), t, mode=self.order_mode, generator=generator)
             rows = slice(get_rank() * b, (get_rank() + 1) * b)
             orders, labels = orders[rows], labels[rows]
-        return orders.to(x.device), labels.to(x.device)
+        # non-blocking: a plain copy from host memory would wait for the GPU to finish the previous step
+        return orders.to(x.device, non_blocking=True), labels.to(x.device, non_blocking=True)
+
+    @torch.compiler.disable
+    def draw(self, batch: dict[str, Any], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`orders` outside any compiled graph; in training the step count then moves on."""
+        out = self.orders(batch, x)
+        if self.training:
+            advance_steps(self)
+        return out
 
 
 # ================================================================================================
@@ -204,6 +216,8 @@ class CACL(Method):
         order_mode, tf_negatives, key_order: see the module docstring.
         seed: seeds the frame orders (with the step count).
     """
+
+    compile_verified = True  # tests/test_compile.py
 
     def __init__(self, *, backbone: nn.Module, transformer: nn.Module, dim: int = 128, queue_size: int = 6400,
                  temperature: float = 0.07, num_frames: int = 16, sdp_weight: float = 1.0, sdp_hidden: int = 512,
@@ -238,7 +252,7 @@ class CACL(Method):
         x_q, x_k = split_views(batch[self.input_key])  # (B, C, T, H, W) each, the same frames
         if x_q.shape[2] != self.num_frames:
             raise ValueError(f"CACL was built for {self.num_frames}-frame clips, got {x_q.shape[2]} frames")
-        orders, labels = self.sampler.orders(batch, x_q)  # (B, T), (B,)
+        orders, labels = self.sampler.draw(batch, x_q)  # (B, T), (B,)
         pair_q = torch.stack([x_q, apply_order(x_q, orders)], dim=1)  # (B, 2, C, T, H, W): clip, shuffled
         key_views = [x_k, apply_order(x_k, orders)]
         pair_k = torch.stack(key_views[::-1] if self.key_order == "swapped" else key_views, dim=1)
@@ -273,7 +287,6 @@ class CACL(Method):
         if self.training:
             self.queue.enqueue(k)  # CNN keys of all ranks, then transformer keys: one queue for both
             self.queue.enqueue(tf_k)
-            self.sampler.num_steps += 1
         return {"loss": loss, "logs": logs}
 
 
@@ -302,9 +315,7 @@ class ShuffleDegree(Method):
     def forward(self, batch: dict[str, Any], **schedule: Any) -> dict[str, Any]:
         x = batch[self.input_key]
         x = x[:, 0] if x.ndim == 6 else x  # (B, C, T, H, W)
-        orders, labels = self.sampler.orders(batch, x)
+        orders, labels = self.sampler.draw(batch, x)
         logits = self.sdp_head(self.pair.features(torch.stack([x, apply_order(x, orders)], dim=1)))  # (B, classes)
         loss = F.cross_entropy(logits.float(), labels)
-        if self.training:
-            self.sampler.num_steps += 1
         return {"loss": loss, "logs": {"loss": loss.detach(), "sdp_acc": (logits.argmax(1) == labels).float().mean()}}

@@ -42,7 +42,7 @@ from torch import nn
 
 from videozoo.heads.projection import CoCLRHead
 from videozoo.losses import FeatureQueue, drop_self_positive, multi_positive_nce
-from videozoo.methods.base import Encoder
+from videozoo.methods.base import Encoder, advance_steps, track_host_steps
 from videozoo.methods.infonce import InfoNCE
 
 __all__ = ["CoCLR", "mine_topk"]
@@ -93,6 +93,7 @@ class CoCLR(InfoNCE):
     """
 
     queue_fields: ClassVar[Mapping[str, int]] = {"vname": -1, "label": -1}
+    compile_verified = True  # tests/test_compile.py
 
     def __init__(
         self,
@@ -133,6 +134,7 @@ class CoCLR(InfoNCE):
         self.sampler.requires_grad_(False).eval()
         self.queue_second = FeatureQueue(size=queue_size, dim=dim)  # aligned slot by slot with self.queue
         self.register_buffer("num_steps", torch.zeros((), dtype=torch.long))
+        track_host_steps(self)
         self.topk, self.drop_self_p, self.other_key, self.seed = topk, drop_self_p, other_key, seed
 
     def train(self, mode: bool = True) -> CoCLR:
@@ -151,21 +153,35 @@ class CoCLR(InfoNCE):
         queue_ids = self.queue.field("vname")  # (K,), -1 in empty slots
         same_source = (source_id[:, None] == queue_ids[None, :]) & (source_id[:, None] >= 0)  # (B, K)
         mined = torch.zeros_like(same_source)
-        if self.topk > 0 and self.queue_second.full:
+        if self.topk > 0:
             with torch.autocast(other.device.type, enabled=False):  # float32: bf16 would shuffle near-ties
                 similarity = other.float() @ self.queue_second.features.T  # (B, K) cosine, in the other modality
-            mined = mine_topk(similarity, k=self.topk, exclude=same_source)
+            # mined always, kept once the queue is full: a host-side `if queue.full` would wait for the device
+            full = self.queue_second.num_filled >= self.queue_second.size  # 0-d bool, on the device
+            mined = mine_topk(similarity, k=self.topk, exclude=same_source) & full
         own = torch.ones_like(same_source[:, :1])  # (B, 1)
         return torch.cat([own, same_source | mined], dim=1), mined
 
     def _coin(self) -> torch.Generator:
         """A CPU generator for this step's self-positive coin: the same on every rank, resumable."""
         # torch's CPU generator keeps only 32 bits of a seed, so (seed << 32) + step would ignore the seed: mix both.
-        state = np.random.SeedSequence([self.seed, int(self.num_steps)]).generate_state(1)[0]
+        state = np.random.SeedSequence([self.seed, self._host_steps]).generate_state(1)[0]
         return torch.Generator().manual_seed(int(state))
+
+    @torch.compiler.disable
+    def _flip_coin(self, device: torch.device) -> torch.Tensor:
+        """This training step's coin as a 0-d bool on ``device`` (a fill, no copy); the step count moves on.
+
+        Drawn on the host, outside any compiled graph, from ``(seed, step)``: the draw :func:`drop_self_positive`
+        made with :meth:`_coin` before, so runs continue the same sequence.
+        """
+        drop = bool(torch.rand((), generator=self._coin()) < self.drop_self_p)
+        advance_steps(self)
+        return torch.full((), drop, dtype=torch.bool, device=device)
 
     # -- the method ----------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Any], *, momentum: float = 0.999) -> dict[str, Any]:
+        coin = self._flip_coin(batch[self.input_key].device) if self.training else None  # first: one graph after it
         q, k = self.query_and_key(batch[self.input_key], momentum=momentum)  # (B, dim) each
         other = batch[self.other_key]
         if other.ndim == batch[self.input_key].ndim:  # both multi-view: take the key view's other modality
@@ -177,8 +193,8 @@ class CoCLR(InfoNCE):
 
         logits = self.logits(q, k)  # (B, 1+K)
         mask, mined = self.positive_mask(kf, source_id)
-        loss_mask = drop_self_positive(mask, p=self.drop_self_p, generator=self._coin()) if self.training else mask
-        loss = multi_positive_nce(logits, loss_mask)
+        loss_mask = drop_self_positive(mask, drop=coin) if coin is not None else mask
+        loss = multi_positive_nce(logits, loss_mask, validate=False)  # column 0 or another positive in every row
 
         best = logits.argmax(dim=1)  # (B,)
         logs = {
@@ -186,15 +202,16 @@ class CoCLR(InfoNCE):
             "top1": mask.gather(1, best[:, None]).float().mean(),  # the best match is a positive
             "self_top1": (best == 0).float().mean(),
             "positives": mask[:, 1:].sum(dim=1).float().mean(),  # besides the own key
-            "mining": torch.tensor(float(mined.any()), device=q.device),
+            "mining": mined.any().float(),
             **self._queue_logs(),
         }
-        if (label >= 0).all() and mined.any():  # how often a mined neighbour has the query's class
-            same_class = label[:, None] == self.queue.field("label")[None, :]  # (B, K)
-            logs["mined_precision"] = (mined & same_class).sum().float() / mined.sum()
+        # how often a mined neighbour has the query's class; NaN (not logged) before mining or without labels
+        same_class = label[:, None] == self.queue.field("label")[None, :]  # (B, K)
+        known = (label >= 0).all() & mined.any()
+        precision = (mined & same_class).sum().float() / mined.sum().clamp(min=1)
+        logs["mined_precision"] = torch.where(known, precision, torch.full_like(precision, float("nan")))
 
         self.enqueue(k, vname=source_id, label=label)
         if self.training:
             self.queue_second.enqueue(kf)
-            self.num_steps += 1
         return {"loss": loss, "logs": logs}

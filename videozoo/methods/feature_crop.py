@@ -41,6 +41,9 @@ __all__ = [
     "Crop",
     "apply_crops",
     "crop_length",
+    "crop_size",
+    "crop_starts",
+    "gather_crops",
     "sample_crops",
     "sample_offsets",
 ]
@@ -74,6 +77,14 @@ def crop_length(size: int, fraction: float) -> int:
 PLACEMENTS = ("uniform", "official")
 
 
+def crop_size(shape: Sequence[int], *, fraction: float, temporal: bool) -> tuple[int, int, int]:
+    """The (t, h, w) of a crop of a map whose (T, H, W) are ``shape`` (see :func:`sample_crops`)."""
+    t, h, w = shape
+    if temporal:
+        return crop_length(t, fraction), h, w
+    return t, crop_length(h, fraction), crop_length(w, fraction)
+
+
 def sample_offsets(size: int, window: int, num: int, *, placement: str = "uniform",
                    generator: torch.Generator | None = None) -> list[int]:
     """``num`` offsets, each uniform over ``0 … size − window`` (both ends included); ``placement="official"``:
@@ -101,11 +112,10 @@ def sample_crops(
     independently. ``temporal=True``: ``fraction`` of T, the whole frame. ``placement``: see :func:`sample_offsets`.
     """
     t, h, w = shape
+    st, sh, sw = crop_size(shape, fraction=fraction, temporal=temporal)
     kw = dict(placement=placement, generator=generator)
     if temporal:
-        size = crop_length(t, fraction)
-        return [Crop((s, size), (0, h), (0, w)) for s in sample_offsets(t, size, num, **kw)]
-    sh, sw = crop_length(h, fraction), crop_length(w, fraction)
+        return [Crop((s, st), (0, h), (0, w)) for s in sample_offsets(t, st, num, **kw)]
     tops = sample_offsets(h, sh, num, **kw)
     lefts = sample_offsets(w, sw, num, **kw)
     return [Crop((0, t), (top, sh), (left, sw)) for top, left in zip(tops, lefts)]
@@ -123,3 +133,23 @@ def apply_crops(features: torch.Tensor, crops: Sequence[Crop]) -> torch.Tensor:
         raise ValueError(f"apply_crops takes crops of one size, got {sorted({c.size for c in crops})}")
     pieces = [features[(..., *crop.slices())] for crop in crops]  # N × (B, D, t, h, w)
     return rearrange(torch.stack(pieces), "n b d t h w -> (n b) d t h w")
+
+
+def crop_starts(crops: Sequence[Crop], *, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N, 3) long: the (t, h, w) start of each crop, for :func:`gather_crops`; copied to ``device`` without waiting."""
+    starts = torch.tensor([[c.t[0], c.h[0], c.w[0]] for c in crops], dtype=torch.long).reshape(len(crops), 3)
+    return starts.to(device, non_blocking=True)
+
+
+def gather_crops(features: torch.Tensor, starts: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """:func:`apply_crops` with the positions as a tensor: ``starts`` (N, 3) long, every crop of (t, h, w) ``size``.
+
+    Same rows, same values; the boxes enter as data rather than as Python slices, so a compiled step is one graph
+    whatever the positions (slicing by Python ints specialises it on every new box) and nothing syncs on a GPU.
+    """
+    if features.ndim != 5:
+        raise ValueError(f"feature crops need a (B, D, T, H, W) map, got {tuple(features.shape)}")
+    index = [starts[:, axis, None] + torch.arange(n, device=starts.device) for axis, n in enumerate(size)]  # (N, n)
+    it, ih, iw = index[0][:, :, None, None], index[1][:, None, :, None], index[2][:, None, None, :]
+    crops = features[:, :, it, ih, iw]  # (B, D, N, t, h, w)
+    return rearrange(crops, "b d n t h w -> (n b) d t h w")

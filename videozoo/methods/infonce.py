@@ -56,6 +56,7 @@ class InfoNCE(Method):
     """
 
     queue_fields: ClassVar[Mapping[str, int]] = {}  # extra per-entry queue fields (labels, source ids)
+    compile_verified = True  # tests/test_compile.py; read from each class itself, so subclasses need their own
 
     def __init__(
         self,

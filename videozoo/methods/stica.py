@@ -65,13 +65,15 @@ from torch import nn
 from videozoo.distributed import concat_all_gather, get_rank
 from videozoo.heads.projection import GDTHead
 from videozoo.heads.temporal import TransformerPooling
-from videozoo.methods.base import Method, split_views
+from videozoo.methods.base import Method, advance_steps, split_views, track_host_steps
 from videozoo.methods.feature_crop import (
     PLACEMENTS,
     SPATIAL_FRACTIONS,
     TEMPORAL_FRACTIONS,
     Crop,
-    apply_crops,
+    crop_size,
+    crop_starts,
+    gather_crops,
     sample_crops,
 )
 
@@ -136,6 +138,8 @@ class STiCA(Method):
         seed: seeds the crop positions together with the step count.
     """
 
+    compile_verified = True  # tests/test_compile.py
+
     def __init__(
         self,
         *,
@@ -196,6 +200,7 @@ class STiCA(Method):
         self.resample_crops, self.seed = resample_crops, seed
         self.crop_placement, self.audio_per_view = crop_placement, audio_per_view
         self.register_buffer("num_steps", torch.zeros((), dtype=torch.long))
+        track_host_steps(self)
 
     @property
     def backbone(self) -> nn.Module:
@@ -220,15 +225,32 @@ class STiCA(Method):
     def crop_plan(self, shape: tuple[int, int, int], *, view: int) -> dict[str, list[Crop]]:
         """This step's crops of view ``view`` on a map of (T, H, W) ``shape``: the same on every rank."""
         # torch's CPU generator keeps only 32 bits of a seed: mix the three numbers into 32 bits first
-        mixed = np.random.SeedSequence([self.seed, int(self.num_steps), view]).generate_state(1)[0]
+        mixed = np.random.SeedSequence([self.seed, self._host_steps, view]).generate_state(1)[0]
         generator = torch.Generator().manual_seed(int(mixed))
         plan = {}
         for kind, num in self.crops_per_view(view).items():
             size, temporal = CROP_KINDS[kind]
-            fraction = self.fractions[size][temporal]
+            fraction = self.fractions[size][int(temporal)]
             plan[kind] = sample_crops(shape, num=num, fraction=fraction, temporal=temporal,
                                       placement=self.crop_placement, generator=generator)
         return plan
+
+    @torch.compiler.disable
+    def _draw_crops(self, shape: tuple[int, int, int], device: torch.device) -> list[dict[str, torch.Tensor]]:
+        """This step's boxes of both views as ``{kind: starts (n, 3)}`` on ``device``; the step count moves on.
+
+        Drawn on the host outside any compiled graph (:meth:`crop_plan`), the starts copied without waiting.
+        """
+        plans = [{kind: crop_starts(boxes, device=device) for kind, boxes in self.crop_plan(shape, view=v).items()
+                  if boxes} for v in range(2)]  # fmt: skip
+        if self.training:
+            advance_steps(self)
+        return plans
+
+    def crop_size(self, shape: tuple[int, int, int], kind: str) -> tuple[int, int, int]:
+        """The (t, h, w) of every crop of ``kind`` on a map of (T, H, W) ``shape`` (as :meth:`crop_plan` cuts them)."""
+        size, temporal = CROP_KINDS[kind]
+        return crop_size(shape, fraction=self.fractions[size][int(temporal)], temporal=temporal)
 
     def embed_map(self, features: torch.Tensor, *, time_steps: int | None = None) -> torch.Tensor:
         """(N, D, t, h, w) map or crops → pooling → head → (N, dim); ``time_steps``: resample tokens first."""
@@ -247,23 +269,26 @@ class STiCA(Method):
                 f"STiCA's crop losses pair two views: expected video (B, 2, C, T, H, W), got {tuple(video.shape)}"
             )
         z, crops = [], []  # per view: (B, dim) and {kind: (n, B, dim)}
-        for v, x in enumerate(views):
-            if self.pooling is None:  # GDT: the backbone's own pooling
-                z.append(self.video_head(self.video_backbone(x)))
-                continue
-            features = self.video_backbone.forward_features(x)  # (B, D, T, H, W): the one pass of this view
-            if features.ndim != 5:
+        if self.pooling is None:  # GDT: the backbone's own pooling
+            z = [self.video_head(self.video_backbone(x)) for x in views]
+        else:
+            maps = [self.video_backbone.forward_features(x) for x in views]  # (B, D, T, H, W): one pass per view
+            if maps[0].ndim != 5:
                 raise ValueError(
-                    f"STiCA needs a (B, D, T, H, W) pre-pool map, got {tuple(features.shape)} from "
+                    f"STiCA needs a (B, D, T, H, W) pre-pool map, got {tuple(maps[0].shape)} from "
                     f"{type(self.video_backbone).__name__}.forward_features"
                 )
-            z.append(self.embed_map(features))
-            kinds = {}
-            for kind, boxes in self.crop_plan(tuple(features.shape[2:]), view=v).items():
-                if boxes:
-                    emb = self.embed_map(apply_crops(features, boxes), time_steps=features.shape[2])  # (n·B, dim)
-                    kinds[kind] = rearrange(emb.float(), "(n b) d -> n b d", n=len(boxes))
-            crops.append(kinds)
+            shape = tuple(maps[0].shape[2:])
+            # the boxes as data, drawn once for both views: the compiled step is two graphs, before and after
+            plans = self._draw_crops(shape, maps[0].device) if any(self.counts.values()) else [{}, {}]
+            for features, plan in zip(maps, plans):
+                z.append(self.embed_map(features))
+                kinds = {}
+                for kind, starts in plan.items():
+                    cut = gather_crops(features, starts, self.crop_size(shape, kind))  # (n·B, D, t, h, w)
+                    emb = self.embed_map(cut, time_steps=shape[0])  # (n·B, dim)
+                    kinds[kind] = rearrange(emb.float(), "(n b) d -> n b d", n=starts.shape[0])
+                crops.append(kinds)
         a = self._audio(batch["audio"], len(views))  # (V, B, dim)
 
         # losses in float32: under bf16 autocast, logits / 0.1 would lose the digits that tell keys apart
@@ -282,7 +307,7 @@ class STiCA(Method):
         else:
             loss = loss_av
         logs["loss"] = loss.detach()
-        if self.training:
+        if self.training and not any(self.counts.values()):  # with crops, _draw_crops counted the step
             self.num_steps += 1
         return {"loss": loss, "logs": logs}
 
@@ -327,6 +352,8 @@ class GDT(STiCA):
     (B, C, T, H, W), ``audio`` (B, 1, F, T')). GDT's published K400 run used T = 0.07 (``main_gdt.py``
     ``--nce_t``); ``recipes/stica.py --preset gdt_k400`` sets it.
     """
+
+    compile_verified = True  # tests/test_compile.py
 
     def __init__(
         self,

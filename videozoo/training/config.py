@@ -251,9 +251,10 @@ def _split_argv(argv: list[str], fields: dict[str, Any], aliases: Mapping[str, s
         elif token.startswith("--"):
             key, nxt = token[2:], argv[i + 1] if i + 1 < len(argv) else None
             name = key.replace("-", "_")
-            is_bool = fields.get(aliases.get(name, name)) is bool or name == PRINT_CONFIG
-            if nxt is None or nxt.startswith("--") or (is_bool and nxt.lower() not in _TRUE | _FALSE):
-                if not is_bool:
+            tp = bool if name == PRINT_CONFIG else fields.get(aliases.get(name, name))
+            is_flag = _is_flag(tp)
+            if nxt is None or nxt.startswith("--") or (is_flag and not _reads_as(nxt, tp, key)):
+                if not is_flag:
                     raise ConfigError(f"--{key} needs a value")
                 text = "true"  # a bare --flag
             else:
@@ -269,6 +270,20 @@ def _split_argv(argv: list[str], fields: dict[str, Any], aliases: Mapping[str, s
             pairs.append((key, text))
         i += 1
     return names, pairs
+
+
+def _is_flag(tp: Any) -> bool:
+    """A bool field, or one that may be a bool (``bool | Literal["auto"]``): a bare ``--key`` means true."""
+    return tp is bool or (typing.get_origin(tp) in (Union, types.UnionType) and bool in typing.get_args(tp))
+
+
+def _reads_as(text: str, tp: Any, key: str) -> bool:
+    """Whether ``text`` is a value of ``tp`` (so after a flag it is the flag's value, not the next token)."""
+    try:
+        _coerce(text, tp, key)
+    except ConfigError:
+        return False
+    return True
 
 
 def _check_key(key: str, fields: dict[str, Any], aliases: Mapping[str, str], where: str = "") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,14 @@ class Monitor:
 
 
 def scalars_of(logs: Mapping[str, Any]) -> dict[str, float]:
-    """The entries of a method's ``logs`` that are numbers or one-element tensors, as floats."""
+    """The entries of a method's ``logs`` that are numbers or one-element tensors, as floats.
+
+    NaN means "not measured at this step" and is left out: a method on the GPU reports a value that only
+    sometimes exists (CoCLR's ``mined_precision``) as NaN rather than branch on the device's data.
+    """
     out = {}
     for name, value in logs.items():
-        if isinstance(value, (int, float)) or (torch.is_tensor(value) and value.numel() == 1):
-            out[name] = float(value)
+        scalar = isinstance(value, (int, float)) or (torch.is_tensor(value) and value.numel() == 1)
+        if scalar and not math.isnan(value := float(value)):
+            out[name] = value
     return out

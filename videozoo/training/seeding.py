@@ -61,10 +61,11 @@ def seeded(seed: int) -> Iterator[None]:
 class SeededDataset(torch.utils.data.Dataset):
     """Wrap a map-style dataset so that sample ``i`` of epoch ``e`` is always drawn the same way.
 
-    ``dataset[i]`` runs under :func:`seeded` with a seed from ``(seed, epoch, i)``. Datasets that draw
-    their randomness from python, numpy's global RNG or torch's default generator (videozoo's do) then
+    ``data[(e, i)]`` runs ``dataset[i]`` under :func:`seeded` with a seed from ``(seed, e, i)``. Datasets that
+    draw their randomness from python, numpy's global RNG or torch's default generator (videozoo's do) then
     give the same clip, crop and colour jitter in any worker, in any order, before and after a resume.
-    The trainer calls :meth:`set_epoch` and re-creates the DataLoader each epoch, so workers see it.
+    The trainer's batch sampler yields such ``(epoch, index)`` keys, so its persistent workers need no epoch
+    attribute; a plain ``data[i]`` uses the epoch last given to :meth:`set_epoch`.
     """
 
     def __init__(self, dataset: Any, seed: int = 0) -> None:
@@ -76,8 +77,9 @@ class SeededDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> Any:
-        with seeded(derive_seed(self.seed, SAMPLE, self.epoch, index)):
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        with seeded(derive_seed(self.seed, SAMPLE, epoch, index)):
             return self.dataset[index]
 
 
