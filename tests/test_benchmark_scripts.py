@@ -59,9 +59,9 @@ def test_smoke_seeds_runs_each_seed_and_tabulates(tmp_path: Path) -> None:
 def test_onednn_reproduction_runs_each_case_in_its_own_process(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
     command = [sys.executable, str(ROOT / "benchmarks" / "onednn_conv3d.py"), "--channels", "16", "--frames", "5",
-               "--batch", "2", "--json", str(out)]  # fmt: skip
+               "--batch", "2", "--timeout", "60", "--json", str(out)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     (row,) = json.loads(out.read_text())
     assert row["guarded"] == "ok"  # the route S3D takes is right on every CPU; "raw" crashes only on AVX-512 ones
-    assert row["raw"] in {"ok", "wrong gradient"} or row["raw"].startswith("crashed")
+    assert row["raw"] in {"ok", "wrong gradient"} or row["raw"].startswith(("crashed", "hung"))
