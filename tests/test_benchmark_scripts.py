@@ -59,7 +59,7 @@ def test_smoke_seeds_runs_each_seed_and_tabulates(tmp_path: Path) -> None:
 def test_onednn_reproduction_runs_each_case_in_its_own_process(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
     command = [sys.executable, str(ROOT / "benchmarks" / "onednn_conv3d.py"), "--channels", "16", "--frames", "5",
-               "--batch", "2", "--timeout", "60", "--json", str(out)]  # fmt: skip
+               "--batch", "2", "--timeout", "20", "--json", str(out)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     (row,) = json.loads(out.read_text())
