@@ -4,7 +4,7 @@
     python benchmarks/pipeline.py --recipe coclr --tiny              # the wiring on a CPU: tiny backbones, 16 clips
 
 One recipe at one preset, built as the recipe builds it: its settings come from ``recipes/<recipe>.py --preset P
---print_config`` (or, where a recipe lacks that flag, from its ``--help``), its dataset, augmentation, method and
+--print-config`` (with any ``--set key=value`` overrides, nested keys included), its dataset, augmentation, method and
 optimizer from the package the same way. In one run:
 
 (a) loader: clips/s of the recipe's dataset with its CPU augmentation, in ``--workers`` persistent workers, on at
@@ -24,18 +24,17 @@ the co-training step is timed alone on the same clips with random flow.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import functools
 import itertools
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,64 +51,22 @@ RECIPES = ("coclr", "cacl", "stica")
 SIZE = (240, 320)  # (H, W) of the synthetic videos: UCF101's
 FRAMES, FPS = 64, 30.0  # 2.1 s: STiCA's 60 frames at 30 fps, CoCLR's 32, CACL's 16 x stride 2
 # --tiny: the recipe's smoke preset, smaller still: a wiring check that runs on a CPU in seconds
-TINY = {"batch_size": 4, "frames": 8, "crop_size": 32, "queue_size": 16}
+TINY = ("batch_size=4", "frames=8", "aug.crop_size=32")  # over the smoke preset; queue methods: a 16-key queue
+TINY_QUEUE = ("queue_size=16",)
 TINY_DATA = {"samples": 16, "unique": 4, "size": (48, 64), "frames": 24}
 
 
 # -- the recipe's settings ---------------------------------------------------------------------------------------
-def recipe_config(recipe: str, preset: str) -> dict[str, Any]:
-    """The recipe's resolved config at ``preset``: ``--print_config`` (JSON), else parsed from its ``--help``."""
+def recipe_config(recipe: str, preset: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The recipe's resolved config at ``preset`` with ``key=value`` ``overrides``, by its own ``--print-config``."""
     script = ROOT / "recipes" / f"{recipe}.py"
     done = subprocess.run(
-        [sys.executable, str(script), "--preset", preset, "--print_config"], capture_output=True, text=True, cwd=ROOT
-    )
-    if done.returncode == 0:
-        payload = json.loads(done.stdout[done.stdout.index("{") :])
-        return dict(payload.get("config", payload))
-    rc, shown, error = _help(script)
-    if rc != 0:
-        raise SystemExit(
-            f"cannot read the settings of {script}: --print_config failed ({done.stderr.strip()[-300:]})"
-            f" and so did --help ({error.strip()[-300:]})"
-        )
-    defaults, presets = parse_help(shown)
-    config = dict(defaults)
-    for name in preset.split(","):
-        if name not in presets:
-            raise SystemExit(f"{script.name} has no preset {name!r}; presets: {', '.join(presets)}")
-        config.update(presets[name])
-    return config
-
-
-@functools.lru_cache
-def _help(script: Path) -> tuple[int, str, str]:
-    shown = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=ROOT)
-    return shown.returncode, shown.stdout, shown.stderr
-
-
-def parse_help(text: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """``(defaults, presets)`` from the ``--help`` that videozoo.training.parse_config prints."""
-    defaults: dict[str, Any] = {}
-    presets: dict[str, dict[str, Any]] = {}
-    section = None
-    for line in text.splitlines():
-        if line.startswith(("presets", "keys")):
-            section = line.split()[0]
-        elif section == "keys" and (m := re.match(r"^  --([\w.]+) .+? = (.*?)(?:    # .*)?$", line)):
-            defaults[m.group(1)] = _literal(m.group(2))
-        elif section == "presets" and line.startswith("  ") and line.strip():
-            name, _, rest = line.strip().partition(" ")
-            rest = rest.strip()
-            call = ast.parse(f"f({'' if rest == '(defaults)' else rest})", mode="eval").body
-            presets[name] = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
-    return defaults, presets
-
-
-def _literal(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+        [sys.executable, str(script), "--preset", preset, *overrides, "--print-config"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"cannot read the settings of {script.name}: {done.stderr.strip()[-500:]}")
+    return json.loads(done.stdout)
 
 
 # -- data --------------------------------------------------------------------------------------------------------
@@ -141,14 +98,16 @@ def build(recipe: str, c: dict[str, Any], data: Path) -> dict[str, Any]:
     from torchvision.transforms import Compose
 
     from videozoo.data import VideoFolder, VolumeJitter, log_filterbank
-    from videozoo.data import preset as augmentation
+
+    def augmentation(name: str):  # the recipe's nested `aug` config (JSON lists back to tuples), as it builds it
+        from videozoo.training.presets import Augment
+
+        return Augment(**{k: tuple(v) if isinstance(v, list) else v for k, v in c["aug"].items()}).build(name)
 
     if recipe == "coclr":  # stage 1, InfoNCE on RGB (the longest stage); CoCLR's own step is timed beside it
         from videozoo.methods import CoCLR, InfoNCE
 
-        aug = augmentation("coclr", crop_size=c["crop_size"], scale=c["crop_scale"], blur_sigma=c["blur_sigma"],
-                           jitter_p=c["jitter_p"], grey_p=c["grey_p"], flip_p=c["flip_p"],
-                           channel_gain=c["channel_gain"])  # fmt: skip
+        aug = augmentation("coclr")
         dataset = VideoFolder(data, num_frames=c["frames"], stride=c["stride"], decode_size=c["decode_size"],
                               num_views=2, transform=aug)  # fmt: skip
         method = InfoNCE(backbone=videozoo.create_model(c["backbone"]), dim=c["dim"], queue_size=c["queue_size"],
@@ -167,8 +126,7 @@ def build(recipe: str, c: dict[str, Any], data: Path) -> dict[str, Any]:
     if recipe == "cacl":  # stage 2, CACL; the frame network untrained (its MoCo stage changes no shapes)
         from videozoo.methods import CACL
 
-        aug = augmentation("cacl", crop_size=c["crop_size"], resize=tuple(c["resize"]), flip_p=c["flip_p"],
-                           channel_gain=c["channel_gain"])  # fmt: skip
+        aug = augmentation("cacl")
         dataset = VideoFolder(data, num_frames=c["frames"], stride=c["stride"], num_views=2, views_share_clip=True,
                               transform=aug)  # fmt: skip
         transformer = videozoo.create_model(c["transformer"], frame_model=c["frame_model"] or c["frame_arch"])
@@ -186,8 +144,7 @@ def build(recipe: str, c: dict[str, Any], data: Path) -> dict[str, Any]:
                   audio_transform=Compose([VolumeJitter(*c["volume_jitter"]), filterbank]))  # fmt: skip
     if c["views"] > 1:
         common.update(num_views=c["views"], views_share_clip=True)
-    common["transform"] = augmentation("stica", crop_size=c["crop_size"], scale=c["crop_scale"], flip_p=c["flip_p"],
-                                       blur_p=c["blur_p"], channel_gain=c["channel_gain"])  # fmt: skip
+    common["transform"] = augmentation("stica")
     dataset = VideoFolder(data, **common)
     video, audio = videozoo.create_model(c["backbone"]), videozoo.create_model(c["audio_backbone"])
     if c["method"] == "gdt":
@@ -356,12 +313,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     preset = args.preset or (
         "smoke" if args.tiny else {"coclr": "ucf101", "cacl": "ucf101", "stica": "k400"}[args.recipe]
     )
-    config = recipe_config(args.recipe, preset)
-    if args.tiny:
-        config.update(TINY)
-    config.update({k: _literal(v) for k, v in (item.split("=", 1) for item in args.set)})
-    if args.recipe == "stica" and args.tiny:
-        config["fps"] = None  # the smoke preset's native frames
+    tiny = [*TINY, *(TINY_QUEUE if args.recipe != "stica" else ("fps=none",))] if args.tiny else []  # stica: native
+    config = recipe_config(args.recipe, preset, [*tiny, *args.set])
     workers = config["workers"] if args.workers is None else args.workers
     steps = args.steps or (2 if args.tiny else 20)
     warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 3)

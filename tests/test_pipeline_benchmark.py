@@ -27,8 +27,10 @@ def load_pipeline():
 def test_recipe_settings_are_the_recipes_own():
     pipeline = load_pipeline()
     gdt = pipeline.recipe_config("stica", "gdt_k400")  # the preset over the recipe's defaults
-    assert (gdt["method"], gdt["views"], gdt["frames"]) == ("gdt", 1, 30) and len(gdt["crop_scale"]) == 2
-    with pytest.raises(SystemExit, match="no preset 'nope'"):
+    assert (gdt["method"], gdt["views"], gdt["frames"]) == ("gdt", 1, 30) and len(gdt["aug"]["scale"]) == 2
+    tiny = pipeline.recipe_config("stica", "smoke", ["aug.crop_size=24", "frames=8"])  # nested keys, as the recipe
+    assert (tiny["aug"]["crop_size"], tiny["frames"]) == (24, 8)
+    with pytest.raises(SystemExit, match="unknown preset 'nope'"):
         pipeline.recipe_config("stica", "nope")
 
 
