@@ -133,9 +133,11 @@ def table(rows: list[dict]) -> str:
         low, high = r["ratio_iqr"]
         return f"{r['ours']:.2f} | {r['torchvision']:.2f} | **{r['ratio']:.2f}** ({low:.2f}–{high:.2f})"
 
-    lines = ["| backbone | params (M) ours / tv | fwd ours | fwd tv | ratio (IQR) | fwd+bwd ours | fwd+bwd tv "
-             "| ratio (IQR) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| backbone | params (M) ours / tv | fwd ours | fwd tv | ratio (IQR) | fwd+bwd ours | fwd+bwd tv "
+        "| ratio (IQR) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         if "error" in row:
             lines.append(f"| {row['name']} | unavailable: {row['error']} | | | | | | |")
@@ -164,13 +166,23 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    config = {"batch": args.batch, "frames": args.frames, "size": args.size, "rounds": args.rounds,
-              "device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "torchvision": torchvision.__version__, "platform": platform.platform(),
-              "processor": platform.processor()}
-    print(f"clips/s, input {args.batch}x3x{args.frames}x{args.size}², {args.rounds} rounds, {args.device}, "
-          f"{config['threads']} threads, torch {torch.__version__}; ratio = torchvision time / ours, median (IQR) "
-          "over rounds (target >= 1.0)")
+    config = {
+        "batch": args.batch,
+        "frames": args.frames,
+        "size": args.size,
+        "rounds": args.rounds,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+    }
+    print(
+        f"clips/s, input {args.batch}x3x{args.frames}x{args.size}², {args.rounds} rounds, {args.device}, "
+        f"{config['threads']} threads, torch {torch.__version__}; ratio = torchvision time / ours, median (IQR) "
+        "over rounds (target >= 1.0)"
+    )
     rows = []
     for name in names:
         rows.append(bench(name, args))

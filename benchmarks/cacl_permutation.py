@@ -67,8 +67,11 @@ def rejection(length: int, draws: int, proposal: str) -> tuple[float, Counter]:
     generator, hist = torch.Generator().manual_seed(0), Counter()
     start = time.perf_counter()
     for _ in range(draws):
-        order = torch.randperm(length, generator=generator).tolist() if proposal == "randperm" \
+        order = (
+            torch.randperm(length, generator=generator).tolist()
+            if proposal == "randperm"
             else _positions_order(length, generator)
+        )
         hist[distance(order)] += 1
     return draws / (time.perf_counter() - start), hist
 
@@ -106,9 +109,11 @@ def main() -> None:
             value, bound = rej[proposal]["samples_per_s"][d], rej[proposal]["proposals_per_s"] / args.draws
             cells.append(f"{value:12.1f}" if value else f"{'<' + format(bound, '.2g'):>12}")  # never hit
         print(f"{d:>8} {ours[d]:12.0f} {cells[0]} {cells[1]}")
-    print(f"{'uniform':>8} {harmonic(list(ours.values())):12.0f} "
-          f"{harmonic(list(rej['randperm']['samples_per_s'].values())):12.1f} "
-          f"{harmonic(list(rej['official']['samples_per_s'].values())):12.1f}   (samples/s, every label in turn)")
+    print(
+        f"{'uniform':>8} {harmonic(list(ours.values())):12.0f} "
+        f"{harmonic(list(rej['randperm']['samples_per_s'].values())):12.1f} "
+        f"{harmonic(list(rej['official']['samples_per_s'].values())):12.1f}   (samples/s, every label in turn)"
+    )
 
 
 if __name__ == "__main__":

@@ -139,8 +139,11 @@ def main() -> None:
         if cuda:
             row.update(feature_mib=memory["feature"], input_mib=memory["input"])
         rows.append(row)
-        print(f"N={n:2d}  feature {ms['feature']:8.1f} ms ({passes['feature']} passes)   input {ms['input']:8.1f} ms "
-              f"({passes['input']} passes)   input/feature {row['ratio']:.2f}x", flush=True)
+        print(
+            f"N={n:2d}  feature {ms['feature']:8.1f} ms ({passes['feature']} passes)   input {ms['input']:8.1f} ms "
+            f"({passes['input']} passes)   input/feature {row['ratio']:.2f}x",
+            flush=True,
+        )
 
     if args.json:
         info = {"device": args.device, "torch": torch.__version__, "host": platform.node(), "args": vars(args)}

@@ -53,8 +53,9 @@ def train(name: str, root: Path, split: dict, args: argparse.Namespace) -> dict:
                                     crop_size=args.size, mean=KINETICS_MEAN, std=KINETICS_STD)  # fmt: skip
     classifier = torch.nn.Linear(backbone.num_features, len(CLASSES))
     optimizer = torch.optim.Adam([*backbone.parameters(), *classifier.parameters()], lr=args.lr)
-    augment = preset("stica", crop_size=args.size, scale=(0.5, 1.0), flip_p=0.0, blur_p=0.0,
-                     channel_gain=args.channel_gain)  # the smoke crops
+    augment = preset(
+        "stica", crop_size=args.size, scale=(0.5, 1.0), flip_p=0.0, blur_p=0.0, channel_gain=args.channel_gain
+    )  # the smoke crops
     data = UCF101(root, root, split=1, train=True, num_frames=args.frames, stride=1, fps=None, transform=augment)
     loader = torch.utils.data.DataLoader(
         data,

@@ -74,16 +74,19 @@ class Config:
     frames: int = sourced(16, "paper: 16 frames; CACL README.md:30 --cl 16")  # clip length: 16 frames ...
     stride: int = sourced(2, "paper: stride 2; CACL README.md:30 --it 2 (train_pretrain.py:301 default 8)")  # ...
     aug: Augment = field(**augment("cacl"))  # the clip augmentation (videozoo.data.preset("cacl"))
-    batch_size: int = sourced(64, "paper; CACL README.md:33 --bs 64, per process (train_pretrain.py:432-436 "
-                              "divides only the workers)")  # per process
+    batch_size: int = sourced(
+        64, "paper; CACL README.md:33 --bs 64, per process (train_pretrain.py:432-436 divides only the workers)"
+    )  # per process
     epochs: int = sourced(300, "paper; CACL README.md:34 --epochs 300")
     lr: float = sourced(1e-2, "paper; CACL train_pretrain.py:304 --lr 1e-2")  # SGD
     lr_schedule: Literal["cosine", "step"] = sourced(
-        "cosine", "paper: cosine; CACL README.md:34 --cos (train_pretrain.py:44-52: per epoch, from epoch 1; here per "
-        "step, from 0)"
+        "cosine",
+        "paper: cosine; CACL README.md:34 --cos (train_pretrain.py:44-52: per epoch, from epoch 1; here per "
+        "step, from 0)",
     )  # cosine to 0, or x0.1 at each of `milestones`
-    milestones: tuple[int, ...] = sourced((149, 249), "CACL train_pretrain.py:332 --schedule 150 250 (lr_schedule "
-                                          "'step'), epochs counted from 1")  # epochs done when the lr drops x0.1
+    milestones: tuple[int, ...] = sourced(
+        (149, 249), "CACL train_pretrain.py:332 --schedule 150 250 (lr_schedule 'step'), epochs counted from 1"
+    )  # epochs done when the lr drops x0.1
     sgd_momentum: float = sourced(0.9, "CACL train_pretrain.py:305 --momentum 0.9")
     wd: float = sourced(1e-4, "CACL train_pretrain.py:306 --wd 1e-4")
     queue_size: int = sourced(6400, "paper; CACL train_pretrain.py:342 --moco-k 6400")  # CNN + transformer keys
@@ -119,8 +122,9 @@ class Config:
 RELEASED = {  # the released code as its README runs it (README.md:28-36; train_pretrain.py, datasets/ucf101.py)
     "sdp_weight": src(0.0, "CACL train_pretrain.py:173 total_loss = cls_loss * 0.0 + moco_loss"),
     "order_mode": src("positions", "CACL datasets/ucf101.py:282-296: n ~ U{1..16} positions shuffled"),
-    "tf_negatives": src("cnn", "CACL models/vmoco_with_transformer.py:168-173: l_pos_transformer_qk beside "
-                        "l_neg = q . queue"),
+    "tf_negatives": src(
+        "cnn", "CACL models/vmoco_with_transformer.py:168-173: l_pos_transformer_qk beside l_neg = q . queue"
+    ),
     "key_order": src("swapped", "CACL datasets/ucf101.py:324-345: the key pair built as (shuffled, clip)"),
     "sdp_epochs": src(300, "CACL README.md:19-23: train_pretrain_sdp.py --epochs 300, a separate network"),
 }
@@ -129,8 +133,11 @@ RELEASED_DEFAULTS = {  # train_pretrain.py run without the README's arguments (i
     "stride": src(8, "CACL train_pretrain.py:301 --it 8 (default; README.md:30 passes --it 2)"),
     "batch_size": src(8, "CACL train_pretrain.py:314 --bs 8 (default; README.md:33 passes --bs 64)"),
     "lr_schedule": src("step", "CACL train_pretrain.py:44-52: step decay unless --cos (README.md:34 passes it)"),
-    "milestones": src((149, 249), "CACL train_pretrain.py:332 --schedule 150 250, epochs counted from 1 "
-                      "(:511 range(args.start_epoch, ...), :313 --start-epoch 1): x0.1 from the 150th epoch on"),
+    "milestones": src(
+        (149, 249),
+        "CACL train_pretrain.py:332 --schedule 150 250, epochs counted from 1 "
+        "(:511 range(args.start_epoch, ...), :313 --start-epoch 1): x0.1 from the 150th epoch on",
+    ),
 }
 PRESETS = {
     "ucf101": dict(run_dir="runs/cacl_ucf101"),  # the paper: joint loss, corrected pairing, uniform degrees
@@ -171,17 +178,30 @@ def main() -> None:
         return UCF101(data_root, annotations, split=config.split, train=train, **kwargs)
 
     aug = config.aug
-    train_set = dataset(num_frames=config.frames, stride=config.stride, num_views=2, views_share_clip=True,
-                        transform=aug.build("cacl"))
-    spec = InputSpec(channels="rgb", frames=config.frames, stride=config.stride, resize=aug.resize,
-                     crop_size=aug.crop_size, mean=(0.0,) * 3, std=(1.0,) * 3)  # what the exports expect
+    train_set = dataset(
+        num_frames=config.frames, stride=config.stride, num_views=2, views_share_clip=True, transform=aug.build("cacl")
+    )
+    spec = InputSpec(
+        channels="rgb",
+        frames=config.frames,
+        stride=config.stride,
+        resize=aug.resize,
+        crop_size=aug.crop_size,
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+    )  # what the exports expect
     milestones = [m / config.epochs for m in config.milestones]
     clip_schedule = schedules.cosine() if config.lr_schedule == "cosine" else schedules.multistep(milestones=milestones)
 
-    def train(method: torch.nn.Module, stage: str, *, epochs: int, batch_size: int, lr: float, data,
-              lr_schedule=None) -> Trainer:
-        optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=lr,
-                                    momentum=config.sgd_momentum, weight_decay=config.wd)
+    def train(
+        method: torch.nn.Module, stage: str, *, epochs: int, batch_size: int, lr: float, data, lr_schedule=None
+    ) -> Trainer:
+        optimizer = torch.optim.SGD(
+            [p for p in method.parameters() if p.requires_grad],
+            lr=lr,
+            momentum=config.sgd_momentum,
+            weight_decay=config.wd,
+        )
         trainer = Trainer(
             method=method, optimizer=optimizer, dataset=data, batch_size=batch_size, epochs=epochs,
             num_workers=config.workers, lr_schedule=lr_schedule or clip_schedule,
@@ -200,16 +220,36 @@ def main() -> None:
     # 3. frame network: MoCo v1 on single frames (He et al. 2020), or a timm model as it comes
     # ==============================================================================================
     if config.frame_model is None:
-        frame_aug = VideoTrain(crop_size=aug.crop_size, scale=config.frame_crop_scale, resize=aug.resize,
-                               jitter=(0.4, 0.4, 0.4, 0.4), jitter_p=1.0, grey_p=0.2, blur_p=0.0, mean=0.0, std=1.0,
-                               channel_gain=aug.channel_gain)
+        frame_aug = VideoTrain(
+            crop_size=aug.crop_size,
+            scale=config.frame_crop_scale,
+            resize=aug.resize,
+            jitter=(0.4, 0.4, 0.4, 0.4),
+            jitter_p=1.0,
+            grey_p=0.2,
+            blur_p=0.0,
+            mean=0.0,
+            std=1.0,
+            channel_gain=aug.channel_gain,
+        )
         frame_set = dataset(num_frames=1, num_views=2, views_share_clip=True, transform=frame_aug)
         frame_net = FrameNetwork(model=config.frame_arch)
-        frame_moco = InfoNCE(backbone=frame_net, head=MLPHead(in_dim=frame_net.num_features, out_dim=config.dim),
-                             dim=config.dim, queue_size=config.frame_queue_size, temperature=config.temperature)
-        frame_trainer = train(frame_moco, "1_frames", epochs=config.frame_epochs, batch_size=config.frame_batch_size,
-                              lr=config.frame_lr, data=frame_set,
-                              lr_schedule=schedules.multistep(milestones=config.frame_milestones))
+        frame_moco = InfoNCE(
+            backbone=frame_net,
+            head=MLPHead(in_dim=frame_net.num_features, out_dim=config.dim),
+            dim=config.dim,
+            queue_size=config.frame_queue_size,
+            temperature=config.temperature,
+        )
+        frame_trainer = train(
+            frame_moco,
+            "1_frames",
+            epochs=config.frame_epochs,
+            batch_size=config.frame_batch_size,
+            lr=config.frame_lr,
+            data=frame_set,
+            lr_schedule=schedules.multistep(milestones=config.frame_milestones),
+        )
         transformer = videozoo.create_model(config.transformer, frame_model=config.frame_arch)
         transformer.frame_model.load_state_dict(frame_trainer.method.export_backbone().model.state_dict())
     else:
@@ -221,10 +261,19 @@ def main() -> None:
     backbone = videozoo.create_model(config.backbone)
     backbone.input_spec = transformer.input_spec = spec
     random_init = copy.deepcopy(backbone)  # seeded above: a resumed run rebuilds the same initialisation
-    method = CACL(backbone=backbone, transformer=transformer, dim=config.dim, queue_size=config.queue_size,
-                  temperature=config.temperature, num_frames=config.frames, sdp_weight=config.sdp_weight,
-                  order_mode=config.order_mode, tf_negatives=config.tf_negatives, key_order=config.key_order,
-                  seed=config.seed)
+    method = CACL(
+        backbone=backbone,
+        transformer=transformer,
+        dim=config.dim,
+        queue_size=config.queue_size,
+        temperature=config.temperature,
+        num_frames=config.frames,
+        sdp_weight=config.sdp_weight,
+        order_mode=config.order_mode,
+        tf_negatives=config.tf_negatives,
+        key_order=config.key_order,
+        seed=config.seed,
+    )
     trainer = train(method, "2_cacl", epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, data=train_set)
 
     # ==============================================================================================
@@ -232,31 +281,47 @@ def main() -> None:
     # ==============================================================================================
     sdp_trainer = None
     if config.sdp_epochs > 0:
-        plain = VideoTrain(crop_size=aug.crop_size, scale=None, resize=aug.resize, jitter_p=0.0, grey_p=0.0,
-                           blur_p=0.0, flip_p=0.0, mean=0.0, std=1.0)
+        plain = VideoTrain(
+            crop_size=aug.crop_size,
+            scale=None,
+            resize=aug.resize,
+            jitter_p=0.0,
+            grey_p=0.0,
+            blur_p=0.0,
+            flip_p=0.0,
+            mean=0.0,
+            std=1.0,
+        )
         sdp_set = dataset(num_frames=config.frames, stride=config.stride, transform=plain)
         sdp_backbone = videozoo.create_model(config.backbone)
         sdp_backbone.input_spec = spec
-        sdp = ShuffleDegree(backbone=sdp_backbone, num_frames=config.frames, order_mode="permutation",
-                            seed=config.seed)
-        sdp_trainer = train(sdp, "3_sdp", epochs=config.sdp_epochs, batch_size=config.batch_size, lr=config.lr,
-                            data=sdp_set)
+        sdp = ShuffleDegree(backbone=sdp_backbone, num_frames=config.frames, order_mode="permutation", seed=config.seed)
+        sdp_trainer = train(
+            sdp, "3_sdp", epochs=config.sdp_epochs, batch_size=config.batch_size, lr=config.lr, data=sdp_set
+        )
 
     # ==============================================================================================
     # 6. evaluation: nearest-neighbour retrieval, held-out (test split) videos query the training videos
     # ==============================================================================================
-    results: dict = {"command": run_info["command"], "config": config_to_dict(config),
-                     "overrides": run_info.get("overrides"), "retrieval": {}}
+    results: dict = {
+        "command": run_info["command"],
+        "config": config_to_dict(config),
+        "overrides": run_info.get("overrides"),
+        "retrieval": {},
+    }
     if config.evaluate and is_main_process():
         split = retrieval_sets(dataset(train=False), dataset(train=True))  # test queries, train gallery
         for which, model in (("pretrained", trainer.method.export_backbone()), ("random_init", random_init)):
-            r = evaluate_retrieval(model, **split, protocol=config.eval_protocol, ks=(1, 5), device=env.device,
-                                   progress=False)
+            r = evaluate_retrieval(
+                model, **split, protocol=config.eval_protocol, ks=(1, 5), device=env.device, progress=False
+            )
             results["retrieval"][which] = {k: r[k] for k in ("R@1", "R@5", "num_queries", "num_gallery")}
         r = results["retrieval"]
-        print(f"retrieval R@1 ({config.eval_protocol} protocol): pretrained {r['pretrained']['R@1']:.3f} vs random "
-              f"init {r['random_init']['R@1']:.3f} ({r['pretrained']['num_queries']} held-out queries, "
-              f"{r['pretrained']['num_gallery']} gallery videos)")
+        print(
+            f"retrieval R@1 ({config.eval_protocol} protocol): pretrained {r['pretrained']['R@1']:.3f} vs random "
+            f"init {r['random_init']['R@1']:.3f} ({r['pretrained']['num_queries']} held-out queries, "
+            f"{r['pretrained']['num_gallery']} gallery videos)"
+        )
 
     # ==============================================================================================
     # 7. export: the CNN (and the transformer) with save_pretrained + a model card; the results as JSON
@@ -281,9 +346,14 @@ def main() -> None:
                                        "description": f"the video transformer trained beside {name}"})  # fmt: skip
         results["exported"]["transformer"] = str(tf_dir)
     if sdp_trainer is not None:
-        sdp_out = sdp_trainer.export(run_dir / "export" / f"sdp_{config.backbone}_{data_name}",
-                                     card={**card, "method": "shuffle-degree prediction alone (train_pretrain_sdp.py)",
-                                           "description": f"{config.backbone} trained on shuffle degrees only"})
+        sdp_out = sdp_trainer.export(
+            run_dir / "export" / f"sdp_{config.backbone}_{data_name}",
+            card={
+                **card,
+                "method": "shuffle-degree prediction alone (train_pretrain_sdp.py)",
+                "description": f"{config.backbone} trained on shuffle degrees only",
+            },
+        )
         results["exported"] = {**results.get("exported", {}), "sdp": str(sdp_out)}
     if is_main_process():
         results["wall_time_s"] = time.monotonic() - started

@@ -100,7 +100,10 @@ class Config:
 
 
 K400 = {  # Kinetics-400 (README.md:58-87): InfoNCE on 4 GPUs x 32, CoCLR on 2 x 32, one cycle of 50 + 50
-    "dataset": "k400", "data": "data/kinetics400", "flow": "data/kinetics400_flow", "decode_size": 256,
+    "dataset": "k400",
+    "data": "data/kinetics400",
+    "flow": "data/kinetics400_flow",
+    "decode_size": 256,
     "queue_size": src(16384, "paper; CoCLR README.md:61 --moco-k 16384"),
     "coclr_epochs": src(50, "paper; CoCLR README.md:79 --epochs 50"),
     "coclr_milestones": src((40,), "CoCLR README.md:79 --schedule 40"),
@@ -108,10 +111,16 @@ K400 = {  # Kinetics-400 (README.md:58-87): InfoNCE on 4 GPUs x 32, CoCLR on 2 x
     "run_dir": "runs/coclr_k400",
 }
 RELEASED = {  # the official data pipeline (main_nce.py, main_coclr.py, utils/augmentation.py)
-    "views": src("official", "CoCLR main_nce.py:386-390, main_coclr.py:470-473: TransformController("
-                 "[TwoClipTransform(p=0.3), OneClipTransform], weights=[0.5, 0.5]); utils/augmentation.py:380-432"),
-    "colour_on_flow": src(True, "CoCLR main_nce.py:373-381 (flow InfoNCE: the same transform on flow frames), "
-                          "main_coclr.py:447-465 (RGB and flow one sequence, seq_len = 2 x 32)"),
+    "views": src(
+        "official",
+        "CoCLR main_nce.py:386-390, main_coclr.py:470-473: TransformController("
+        "[TwoClipTransform(p=0.3), OneClipTransform], weights=[0.5, 0.5]); utils/augmentation.py:380-432",
+    ),
+    "colour_on_flow": src(
+        True,
+        "CoCLR main_nce.py:373-381 (flow InfoNCE: the same transform on flow frames), "
+        "main_coclr.py:447-465 (RGB and flow one sequence, seq_len = 2 x 32)",
+    ),
     **released_aug("coclr"),
 }
 PRESETS = {
@@ -154,13 +163,22 @@ def main() -> None:
         data_root, annotations, flow_root = run_dir / "data", run_dir / "data", run_dir / "flow"
         if is_main_process():
             config.synthetic.make(data_root, seed=config.seed)
-            print("flow:", extract_flow_folder(data_root, flow_root, size=config.flow_size, workers=config.workers,
-                                               progress=config.progress))
+            print(
+                "flow:",
+                extract_flow_folder(
+                    data_root, flow_root, size=config.flow_size, workers=config.workers, progress=config.progress
+                ),
+            )
         barrier()
 
     def dataset(*, train: bool, flow: bool = True, **kwargs):
-        common = dict(num_frames=config.frames, stride=config.stride, decode_size=config.decode_size,
-                      flow_root=flow_root if flow else None, **kwargs)
+        common = dict(
+            num_frames=config.frames,
+            stride=config.stride,
+            decode_size=config.decode_size,
+            flow_root=flow_root if flow else None,
+            **kwargs,
+        )
         if config.dataset == "k400":
             return Kinetics400(data_root, annotations or data_root.parent / "kinetics400_train.csv", **common)
         return UCF101(data_root, annotations, split=config.split, train=train, **common)
@@ -183,17 +201,24 @@ def main() -> None:
     def new_backbone(modality: str) -> torch.nn.Module:
         backbone = videozoo.create_model(config.backbone)
         # what the exported weights expect (save_pretrained writes it into config.json and the card)
-        backbone.input_spec = InputSpec(channels=MODALITIES[modality], frames=config.frames, stride=config.stride,
-                                        resize=config.aug.crop_size, crop_size=config.aug.crop_size,
-                                        mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        backbone.input_spec = InputSpec(
+            channels=MODALITIES[modality],
+            frames=config.frames,
+            stride=config.stride,
+            resize=config.aug.crop_size,
+            crop_size=config.aug.crop_size,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+        )
         return backbone
 
     backbones = {m: new_backbone(m) for m in MODALITIES}  # seeded above: a resumed run rebuilds the same init
     random_init = {m: copy.deepcopy(b) for m, b in backbones.items()}
 
     def train(method: torch.nn.Module, stage: str, data: str, epochs: int, milestones: tuple[int, ...]) -> Trainer:
-        optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=config.lr,
-                                     weight_decay=config.wd)
+        optimizer = torch.optim.Adam(
+            [p for p in method.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.wd
+        )
         trainer = Trainer(
             method=method, optimizer=optimizer, dataset=train_sets[data], batch_size=config.batch_size, epochs=epochs,
             num_workers=config.workers, lr_schedule=schedules.multistep(milestones=[m / epochs for m in milestones]),
@@ -213,10 +238,16 @@ def main() -> None:
     # ==============================================================================================
     encoders, trainers = {}, {}
     for modality, name in MODALITIES.items():
-        method = InfoNCE(backbone=backbones[modality], dim=config.dim, queue_size=config.queue_size,
-                         temperature=config.temperature, input_key=modality)
-        trainers[modality] = train(method, f"1_infonce_{name}", modality, config.infonce_epochs,
-                                   config.infonce_milestones)
+        method = InfoNCE(
+            backbone=backbones[modality],
+            dim=config.dim,
+            queue_size=config.queue_size,
+            temperature=config.temperature,
+            input_key=modality,
+        )
+        trainers[modality] = train(
+            method, f"1_infonce_{name}", modality, config.infonce_epochs, config.infonce_milestones
+        )
         encoders[modality] = method.export_encoder()
 
     # ==============================================================================================
@@ -224,11 +255,20 @@ def main() -> None:
     # ==============================================================================================
     for cycle in range(1, config.cycles + 1):
         for modality, other in (("video", "flow"), ("flow", "video")):
-            method = CoCLR(backbone=encoders[modality].backbone, head=encoders[modality].head,
-                           other_backbone=encoders[other].backbone, other_head=encoders[other].head,
-                           dim=config.dim, queue_size=config.queue_size, temperature=config.temperature,
-                           topk=config.topk, drop_self_p=config.drop_self_p, input_key=modality, other_key=other,
-                           seed=config.seed)
+            method = CoCLR(
+                backbone=encoders[modality].backbone,
+                head=encoders[modality].head,
+                other_backbone=encoders[other].backbone,
+                other_head=encoders[other].head,
+                dim=config.dim,
+                queue_size=config.queue_size,
+                temperature=config.temperature,
+                topk=config.topk,
+                drop_self_p=config.drop_self_p,
+                input_key=modality,
+                other_key=other,
+                seed=config.seed,
+            )
             stage = f"2_cycle{cycle}_{MODALITIES[modality]}_from_{MODALITIES[other]}"
             trainers[modality] = train(method, stage, "both", config.coclr_epochs, config.coclr_milestones)
             encoders[modality] = method.export_encoder()
@@ -236,8 +276,12 @@ def main() -> None:
     # ==============================================================================================
     # 6. evaluation: nearest-neighbour retrieval, held-out (test split) videos query the training videos
     # ==============================================================================================
-    results: dict = {"command": run_info["command"], "config": config_to_dict(config),
-                     "overrides": run_info.get("overrides"), "retrieval": {}}
+    results: dict = {
+        "command": run_info["command"],
+        "config": config_to_dict(config),
+        "overrides": run_info.get("overrides"),
+        "retrieval": {},
+    }
     if config.evaluate and is_main_process():
         size = config.aug.crop_size
         test_view = VideoEval(resize=size, crop_size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
@@ -268,8 +312,10 @@ def main() -> None:
                 k: recall_at_k(queries[k], q_labels, gallery[k], g_labels, ks=(1, 5), center="own") for k in nets
             }
             r = results["retrieval"][name]
-            print(f"retrieval {name}: R@1 pretrained {r['pretrained']['R@1']:.3f} vs random init "
-                  f"{r['random_init']['R@1']:.3f} ({len(sets['test'])} queries, {len(sets['train'])} gallery)")
+            print(
+                f"retrieval {name}: R@1 pretrained {r['pretrained']['R@1']:.3f} vs random init "
+                f"{r['random_init']['R@1']:.3f} ({len(sets['test'])} queries, {len(sets['train'])} gallery)"
+            )
 
     # ==============================================================================================
     # 7. export: each trained backbone with save_pretrained + a model card; the results as JSON

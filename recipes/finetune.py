@@ -106,8 +106,10 @@ model, result = videozoo.finetune(config.model, train, val, config=config, task=
 # -- 4. report ------------------------------------------------------------------------------------------------------
 metrics = result.metrics
 if "top1" in metrics:
-    print(f"video-level top-1 {100 * metrics['top1']:.2f}% (top-5 {100 * metrics.get('top5', 0):.2f}%, mean class "
-          f"{100 * metrics['mean_class_accuracy']:.2f}%) over {metrics['num_videos']} videos; {metrics['description']}")
+    print(
+        f"video-level top-1 {100 * metrics['top1']:.2f}% (top-5 {100 * metrics.get('top5', 0):.2f}%, mean class "
+        f"{100 * metrics['mean_class_accuracy']:.2f}%) over {metrics['num_videos']} videos; {metrics['description']}"
+    )
 elif "val_acc" in metrics:
     print(f"clip-level validation accuracy {100 * metrics['val_acc']:.2f}%")
 if result.bad_videos:

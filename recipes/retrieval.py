@@ -87,8 +87,9 @@ else:
 
 split = retrieval_sets(query_set, gallery_set, limit=config.limit)  # labels matched by class name
 classes = sorted(set(query_set.classes) | set(gallery_set.classes))
-print(f"{len(split['query_videos'])} query videos, {len(split['gallery_videos'])} gallery videos, "
-      f"{len(classes)} classes")
+print(
+    f"{len(split['query_videos'])} query videos, {len(split['gallery_videos'])} gallery videos, {len(classes)} classes"
+)
 
 # -- 4. features and retrieval ------------------------------------------------------------------------------------
 results = evaluate_retrieval(

@@ -61,17 +61,21 @@ class Config:
     synthetic: Synthetic = field(default_factory=Synthetic)  # the smoke run's data, with motion-following audio
     backbone: str = "r2plus1d_18"  # any registered video backbone with a (B, D, T, H, W) pre-pool map
     audio_backbone: str = "resnet9_audio"
-    frames: int = sourced(60, E_G + "paper: 2 s clips; GDT README.md:48 STiCA K400, 60 frames "
-                          "(scripts/pretrain_stica.sh:42 defaults to 30)")  # clip length: 2 s at 30 fps (T=8)
+    frames: int = sourced(
+        60,
+        E_G + "paper: 2 s clips; GDT README.md:48 STiCA K400, 60 frames (scripts/pretrain_stica.sh:42 defaults to 30)",
+    )  # clip length: 2 s at 30 fps (T=8)
     fps: float | None = sourced(30.0, "GDT scripts/pretrain_stica.sh:104 TARGET_FPS=30")  # None: native frames
     stride: int = sourced(1, "GDT scripts/pretrain_stica.sh:105 SAMPLE_RATE=1")
     decode_size: int | None = 160  # short side while decoding (the official max jitter scale)
     aug: Augment = field(**augment("stica"))  # the clip augmentation (videozoo.data.preset("stica"))
-    views: int = sourced(2, "paper: two augmentations of one clip; GDT datasets/AVideoDataset.py:411-412 "
-                         "multi_crop_clips = 2")  # augmentations of one clip (GDT's own recipe: 1)
+    views: int = sourced(
+        2, "paper: two augmentations of one clip; GDT datasets/AVideoDataset.py:411-412 multi_crop_clips = 2"
+    )  # augmentations of one clip (GDT's own recipe: 1)
     audio_views: Literal["own", "shared"] = sourced(
-        "own", "our choice: each view with its own spectrogram (own volume jitter); the official runs the audio "
-        "network once per view on one spectrogram (audio_views='shared')"
+        "own",
+        "our choice: each view with its own spectrogram (own volume jitter); the official runs the audio "
+        "network once per view on one spectrogram (audio_views='shared')",
     )  # own: a spectrogram per view; shared: one per clip, the audio network run once per view
     audio_rate: int = sourced(24000, "paper; GDT scripts/pretrain_stica.sh:108 AUD_SAMPLE_RATE=24000")  # mono
     audio_bins: int = sourced(257, "paper: 257 log filterbank bins (scripts/pretrain_stica.sh:109 AUD_SPEC_TYPE=2)")
@@ -126,21 +130,27 @@ GDT_K400 = {  # GDT's audio-visual baseline on K400 (scripts/pretrain_gdt_k400.s
     "fps": src(30.0, f"{GDT_SCRIPT}:68 TARGET_FPS=30"),
     "stride": src(1, f"{GDT_SCRIPT}:71 SAMPLE_RATE=1"),
     "audio_rate": src(24000, f"{GDT_SCRIPT}:82 AUD_SAMPLE_RATE=24000"),
-    "audio_bins": src(257, "our choice: STiCA's log filterbank (the script's AUD_SPEC_TYPE=1, :83, is not "
-                      "reproduced)"),
+    "audio_bins": src(257, "our choice: STiCA's log filterbank (the script's AUD_SPEC_TYPE=1, :83, is not reproduced)"),
     "dim": src(256, "GDT main_gdt.py:97 num_classes=256"),
-    "views": src(1, "our choice: one view, the audio-visual loss alone (the script's time-reversed second view, "
-                 "DUALDATA at :67, is not reproduced)"),
+    "views": src(
+        1,
+        "our choice: one view, the audio-visual loss alone (the script's time-reversed second view, "
+        "DUALDATA at :67, is not reproduced)",
+    ),
     "pooling_depth": src(0, "GDT model.py (GDT): the backbone's average pooling"),
     **{k: src(0, "GDT: no feature crops") for k in ("large_crops", "small_crops", "large_tcrops", "small_tcrops")},
     "temperature_av": src(0.07, f"{GDT_SCRIPT}:64 NCE_T=0.07"),
     "batch_size": src(8, f"{GDT_SCRIPT}:72 BATCH_SIZE=8"),
     "epochs": src(201, f"{GDT_SCRIPT}:48 MUM_EPOCHS=201"),
-    "lr": src(0.64, E_G + f"0.01 ({GDT_SCRIPT}:73 LR=1e-2) x the world size 64 (main_gdt.py:164-168 "
-              "GradualWarmupScheduler(multiplier=args.world_size); README.md:153 64 GPUs)"),
+    "lr": src(
+        0.64,
+        E_G + f"0.01 ({GDT_SCRIPT}:73 LR=1e-2) x the world size 64 (main_gdt.py:164-168 "
+        "GradualWarmupScheduler(multiplier=args.world_size); README.md:153 64 GPUs)",
+    ),
     "warmup_epochs": src(10, f"{GDT_SCRIPT}:54 LR_WARM_EPOCHS=10"),
-    "warmup_per": src("step", "our choice: the warm-up set every step, as STiCA's; GDT's steps once per epoch "
-                      "(gdt_k400_released)"),
+    "warmup_per": src(
+        "step", "our choice: the warm-up set every step, as STiCA's; GDT's steps once per epoch (gdt_k400_released)"
+    ),
     "momentum": src(0.9, f"{GDT_SCRIPT}:49 MOMENTUM=0.9"),
     "warmup_lr": src(0.01, f"{GDT_SCRIPT}:73 LR=1e-2, where the warm-up starts"),
     "milestones": src((), f"{GDT_SCRIPT}:55 LR_MIL='251', after the last of 201 epochs: constant"),
@@ -149,10 +159,14 @@ GDT_K400 = {  # GDT's audio-visual baseline on K400 (scripts/pretrain_gdt_k400.s
 }
 STICA_RELEASED = {  # main_stica.py's data pipeline and forward pass
     **released_aug("stica"),
-    "audio_views": src("shared", "GDT main_stica.py:230-245: model(video[i], audio) per view: one spectrogram, "
-                       "the audio network and its head (dropout) run once per view"),
-    "crop_placement": src("official", "GDT main_stica.py:537-547 get_fm_crop: np.random.randint(0, 7 - window), "
-                          "an exclusive bound"),
+    "audio_views": src(
+        "shared",
+        "GDT main_stica.py:230-245: model(video[i], audio) per view: one spectrogram, "
+        "the audio network and its head (dropout) run once per view",
+    ),
+    "crop_placement": src(
+        "official", "GDT main_stica.py:537-547 get_fm_crop: np.random.randint(0, 7 - window), an exclusive bound"
+    ),
 }
 PRESETS = {
     "k400": dict(run_dir="runs/stica_k400"),  # the paper (the defaults)
@@ -207,8 +221,14 @@ def main() -> None:
 
     filterbank = functools.partial(log_filterbank, sample_rate=config.audio_rate, n_bins=config.audio_bins)
     audio_features = Compose([VolumeJitter(*config.volume_jitter), filterbank])  # wave -> (1, bins, 100 s - 1)
-    common = dict(num_frames=config.frames, stride=config.stride, fps=config.fps, decode_size=config.decode_size,
-                  audio_sample_rate=config.audio_rate, audio_transform=audio_features)
+    common = dict(
+        num_frames=config.frames,
+        stride=config.stride,
+        fps=config.fps,
+        decode_size=config.decode_size,
+        audio_sample_rate=config.audio_rate,
+        audio_transform=audio_features,
+    )
     augment_clip = config.aug.build("stica")
     if config.views > 1 and config.audio_views == "shared":  # main_stica.py: one clip, one spectrogram, V views
         common["transform"] = MultiView(augment_clip, views=config.views)  # video (V, C, T, H, W), audio (1, F, T')
@@ -276,8 +296,12 @@ def main() -> None:
     # ==============================================================================================
     # 5. evaluation: nearest-neighbour retrieval, held-out (test split) videos query the training videos
     # ==============================================================================================
-    results: dict = {"command": run_info["command"], "config": config_to_dict(config),
-                     "overrides": run_info.get("overrides"), "train": summary}
+    results: dict = {
+        "command": run_info["command"],
+        "config": config_to_dict(config),
+        "overrides": run_info.get("overrides"),
+        "train": summary,
+    }
     eval_root = data_root if config.synthetic.enabled else (Path(config.eval_data) if config.eval_data else None)
     if config.evaluate and eval_root is not None and is_main_process():
         split = retrieval_sets(*(UCF101(eval_root, split=1, train=train) for train in (False, True)))
@@ -285,8 +309,10 @@ def main() -> None:
             r = evaluate_retrieval(backbone, **split, protocol="coclr", ks=(1, 5), device=env.device, progress=False)
             results.setdefault("retrieval", {})[which] = {k: r[k] for k in ("R@1", "R@5", "num_queries", "num_gallery")}
         r = results["retrieval"]
-        print(f"retrieval R@1: pretrained {r['pretrained']['R@1']:.3f} vs random init {r['random_init']['R@1']:.3f} "
-              f"({r['pretrained']['num_queries']} held-out queries, {r['pretrained']['num_gallery']} gallery videos)")
+        print(
+            f"retrieval R@1: pretrained {r['pretrained']['R@1']:.3f} vs random init {r['random_init']['R@1']:.3f} "
+            f"({r['pretrained']['num_queries']} held-out queries, {r['pretrained']['num_gallery']} gallery videos)"
+        )
 
     # ==============================================================================================
     # 6. export: both backbones with save_pretrained + a model card; the results as JSON
@@ -299,10 +325,17 @@ def main() -> None:
         else "On Compositions of Transformations in Contrastive Self-Supervised Learning. ICCV 2021"
     )
     recalls = results.get("retrieval", {}).get("pretrained", {})
-    metrics = [dict(task=f"{data_name} split-1 retrieval (test queries train)", metric=metric, value=100 * value,
-                    protocol="coclr: pooled, sliding windows, clip-normalised, averaged, mean-centred, cosine",
-                    source=f"this run: {run_info['command']}")
-               for metric, value in recalls.items() if metric.startswith("R@")]
+    metrics = [
+        dict(
+            task=f"{data_name} split-1 retrieval (test queries train)",
+            metric=metric,
+            value=100 * value,
+            protocol="coclr: pooled, sliding windows, clip-normalised, averaged, mean-centred, cosine",
+            source=f"this run: {run_info['command']}",
+        )
+        for metric, value in recalls.items()
+        if metric.startswith("R@")
+    ]
     card = {"description": f"{config.method.upper()} {config.backbone} video encoder, pretrained on {data_name}",
             "paper": paper, "data": data_name if config.synthetic.enabled else str(data_root),
             "method": "STiCA (audio-visual NCE + feature-crop NCE, transformer pooling)" if config.method == "stica"

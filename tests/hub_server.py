@@ -50,8 +50,9 @@ class HubRepo:
         self.path = mirrors / "models" / repo_id
         self.path.mkdir(parents=True)
         self._git("init", "-q", "-b", "main")
-        (self.path / ".gitattributes").write_text("".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n"
-                                                          for s in LFS_SUFFIXES))
+        (self.path / ".gitattributes").write_text(
+            "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n" for s in LFS_SUFFIXES)
+        )
 
     def commit(self, files: Mapping[str, bytes | Path], message: str = "update") -> str:
         """Write ``files`` (repo path -> content or a file to copy), commit them, return the commit hash."""
@@ -72,8 +73,15 @@ class HubRepo:
         return f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {len(data)}\n".encode()
 
     def _git(self, *args: str) -> str:
-        return subprocess.run(["git", *args], cwd=self.path, env={**os.environ, **_GIT_ENV}, check=True,
-                              capture_output=True, text=True, timeout=30).stdout
+        return subprocess.run(
+            ["git", *args],
+            cwd=self.path,
+            env={**os.environ, **_GIT_ENV},
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
 
 
 class HubServer:
@@ -118,9 +126,18 @@ class HubServer:
         )
         with open(self._log, "ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", "from olah.server import cli; cli()", "--config", str(config),
-                 "--log-path", str(self.root / "olah-logs")],
-                cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-c",
+                    "from olah.server import cli; cli()",
+                    "--config",
+                    str(config),
+                    "--log-path",
+                    str(self.root / "olah-logs"),
+                ],
+                cwd=self.root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
@@ -132,8 +149,10 @@ class HubServer:
             except OSError:
                 time.sleep(0.1)
         self.stop()
-        raise TimeoutError(f"olah not listening on 127.0.0.1:{port} after {self.startup_timeout:g} s; output:\n"
-                           f"{self._log.read_text()[-3000:]}")
+        raise TimeoutError(
+            f"olah not listening on 127.0.0.1:{port} after {self.startup_timeout:g} s; output:\n"
+            f"{self._log.read_text()[-3000:]}"
+        )
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

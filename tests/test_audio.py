@@ -100,8 +100,9 @@ def test_alignment_and_resampling(tmp_path: Path) -> None:
     rate = 16000
     t = np.arange(2 * rate) / rate
     wave = np.where(t >= 1.0, 0.5 * np.sin(2 * np.pi * 440 * t), 0.0).astype(np.float32)
-    path = write_video(tmp_path / "onset.mp4", torch.full((20, 3, 32, 32), 90, dtype=torch.uint8), fps=10,
-                       audio=wave, sample_rate=rate)
+    path = write_video(
+        tmp_path / "onset.mp4", torch.full((20, 3, 32, 32), 90, dtype=torch.uint8), fps=10, audio=wave, sample_rate=rate
+    )
     out = load_audio_segment(path, 0.75, 0.5, 24000)
     assert out.shape == (12000,)
     onset = int((out.abs() > 0.05).nonzero()[0])

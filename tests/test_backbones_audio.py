@@ -15,20 +15,23 @@ from videozoo.backbones.audio import resnet9_audio
 GDT_KEYS = json.loads((Path(__file__).parent / "fixtures" / "gdt_audio_keys.json").read_text())
 
 
-
 def gdt_to_videozoo(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The rename rule: keep ``audio_network.base.*``, strip that prefix, drop GDT's unused 1000-way ``fc``."""
     prefix = "audio_network.base."
-    return {k[len(prefix):]: v for k, v in state_dict.items()
-            if k.startswith(prefix) and not k.startswith(prefix + "fc.")}
+    return {
+        k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix) and not k.startswith(prefix + "fc.")
+    }
 
 
 def test_gdt_checkpoint_keys_map_by_plain_rename() -> None:
     model = resnet9_audio()
     ours = {k: list(v.shape) for k, v in model.state_dict().items()}
     official = GDT_KEYS["keys"]
-    kept = {k[len("audio_network.base."):]: shape for k, shape in official.items()
-            if not k.startswith("audio_network.base.fc.")}
+    kept = {
+        k[len("audio_network.base.") :]: shape
+        for k, shape in official.items()
+        if not k.startswith("audio_network.base.fc.")
+    }
     assert kept == ours
     assert official["audio_network.base.fc.weight"] == [1000, 512]  # torchvision's head, never applied by GDT
     fake = {k: torch.zeros(shape) for k, shape in official.items()}

@@ -28,8 +28,10 @@ def test_cacl_checkpoint_keys_map_by_prefix() -> None:
     prefix, head = OFFICIAL["checkpoint_prefix"], OFFICIAL["head_prefix"]
     with torch.device("meta"):
         classifier, backbone = c3d(num_classes=101), c3d()
-    renamed = {k.replace("fc.", head, 1) if k.startswith("fc.") else k: tuple(v.shape)
-               for k, v in classifier.state_dict().items()}
+    renamed = {
+        k.replace("fc.", head, 1) if k.startswith("fc.") else k: tuple(v.shape)
+        for k, v in classifier.state_dict().items()
+    }
     assert renamed == {k: tuple(v) for k, v in OFFICIAL["keys"].items()}
     checkpoint = [prefix + k for k in OFFICIAL["keys"] if not k.startswith(head)] + ["module.queue"]
     assert {k.removeprefix(prefix) for k in checkpoint if k.startswith(prefix)} == set(backbone.state_dict())
@@ -69,8 +71,9 @@ def test_convs_have_bias_and_width_scales_everything() -> None:
     assert model.num_features == 64
 
 
-@pytest.mark.parametrize(("size", "pre_pool"), [((1, 32, 32), (1, 2, 2)), ((3, 37, 45), (1, 2, 2)),
-                                                  ((8, 64, 48), (1, 4, 3))])
+@pytest.mark.parametrize(
+    ("size", "pre_pool"), [((1, 32, 32), (1, 2, 2)), ((3, 37, 45), (1, 2, 2)), ((8, 64, 48), (1, 4, 3))]
+)
 def test_tiny_forward_backward_any_clip(size: tuple[int, int, int], pre_pool: tuple[int, int, int]) -> None:
     model = c3d(width=8, num_classes=3, dropout=0.5)
     x = torch.randn(2, 3, *size, requires_grad=True)

@@ -15,23 +15,47 @@ from videozoo.backbones.s3d import S3D, s3d
 COCLR_KEYS = json.loads((Path(__file__).parent / "fixtures" / "coclr_s3d_keys.json").read_text())
 # CoCLR's S3D registers every layer twice: blockN.i is the same module as the named layer.
 COCLR_BLOCK_ALIASES = {
-    "block1.0": "Conv_1a", "block2.1": "Conv_2b", "block2.2": "Conv_2c", "block3.1": "Mixed_3b",
-    "block3.2": "Mixed_3c", "block4.1": "Mixed_4b", "block4.2": "Mixed_4c", "block4.3": "Mixed_4d",
-    "block4.4": "Mixed_4e", "block4.5": "Mixed_4f", "block5.1": "Mixed_5b", "block5.2": "Mixed_5c",
+    "block1.0": "Conv_1a",
+    "block2.1": "Conv_2b",
+    "block2.2": "Conv_2c",
+    "block3.1": "Mixed_3b",
+    "block3.2": "Mixed_3c",
+    "block4.1": "Mixed_4b",
+    "block4.2": "Mixed_4c",
+    "block4.3": "Mixed_4d",
+    "block4.4": "Mixed_4e",
+    "block4.5": "Mixed_4f",
+    "block5.1": "Mixed_5b",
+    "block5.2": "Mixed_5c",
 }
 
 
 def coclr_to_videozoo(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The rename rule: keep ``encoder_q.0.*``, strip that prefix, drop the ``block1.`` … ``block5.`` duplicates."""
     prefix = "encoder_q.0."
-    return {k[len(prefix):]: v for k, v in state_dict.items()
-            if k.startswith(prefix) and not re.match(r"block[1-5]\.", k[len(prefix):])}
+    return {
+        k[len(prefix) :]: v
+        for k, v in state_dict.items()
+        if k.startswith(prefix) and not re.match(r"block[1-5]\.", k[len(prefix) :])
+    }
 
 
 def torchvision_to_videozoo(key: str) -> str:
     """torchvision ``s3d().features.*`` names → ours (same architecture, nested Sequentials instead of names)."""
-    layers = {0: "Conv_1a", 2: "Conv_2b", 3: "Conv_2c", 5: "Mixed_3b", 6: "Mixed_3c", 8: "Mixed_4b", 9: "Mixed_4c",
-              10: "Mixed_4d", 11: "Mixed_4e", 12: "Mixed_4f", 14: "Mixed_5b", 15: "Mixed_5c"}
+    layers = {
+        0: "Conv_1a",
+        2: "Conv_2b",
+        3: "Conv_2c",
+        5: "Mixed_3b",
+        6: "Mixed_3c",
+        8: "Mixed_4b",
+        9: "Mixed_4c",
+        10: "Mixed_4d",
+        11: "Mixed_4e",
+        12: "Mixed_4f",
+        14: "Mixed_5b",
+        15: "Mixed_5c",
+    }
     index, rest = re.fullmatch(r"features\.(\d+)\.(.+)", key).groups()
     layer = layers[int(index)]
     sep = {"0.0.": "conv1.", "0.1.": "bn1.", "1.0.": "conv2.", "1.1.": "bn2."}  # TemporalSeparableConv
@@ -65,7 +89,7 @@ def test_coclr_checkpoint_keys_map_by_plain_rename(gating: bool) -> None:
     official = COCLR_KEYS["s3dg" if gating else "s3d"]
     model = s3d(gating=gating)
     ours = {k: list(v.shape) for k, v in model.state_dict().items()}
-    renamed = {k[len("encoder_q.0."):]: shape for k, shape in official.items()}
+    renamed = {k[len("encoder_q.0.") :]: shape for k, shape in official.items()}
     kept = {k: shape for k, shape in renamed.items() if not re.match(r"block[1-5]\.", k)}
     assert kept == ours  # same names, same shapes, nothing missing or extra
     # every dropped key is a duplicate of a kept one, with the same shape

@@ -29,9 +29,17 @@ def training_state(seed: int = 0) -> dict:
     optimizer.step()
     scheduler.step()
     return {
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(), "epoch": 2, "step": 17, "batches_done": 3, "world_size": 1, "batch_size": 4,
-        "config": {"lr": 1e-3, "milestones": [0.5, 0.9], "amp": None, "data": "/x"}, "rng": [rng_state()],
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": 2,
+        "step": 17,
+        "batches_done": 3,
+        "world_size": 1,
+        "batch_size": 4,
+        "config": {"lr": 1e-3, "milestones": [0.5, 0.9], "amp": None, "data": "/x"},
+        "rng": [rng_state()],
     }
 
 

@@ -96,21 +96,29 @@ def expand_parts(parts: dict[str, Any]) -> dict[str, list[int]]:
     for prefix, part in parts.items():
         if "same_as" in part:
             source = part["same_as"]
-            out |= {prefix + k[len(source):]: v for k, v in list(out.items()) if k.startswith(source)}
+            out |= {prefix + k[len(source) :]: v for k, v in list(out.items()) if k.startswith(source)}
         elif "fixture" in part:
             keys: Any = fixture_json(part["fixture"])
             for step in part["path"]:
                 keys = keys[step]
             strip, exclude = part.get("strip", ""), part.get("exclude")
-            out |= {prefix + k[len(strip):]: v for k, v in keys.items()
-                    if k.startswith(strip) and not (exclude and k[len(strip):].startswith(exclude))}
+            out |= {
+                prefix + k[len(strip) :]: v
+                for k, v in keys.items()
+                if k.startswith(strip) and not (exclude and k[len(strip) :].startswith(exclude))
+            }
         else:
             out |= {prefix + k: v for k, v in part.items()}
     return out
 
 
-def synthesize_state_dict(shapes: dict[str, list[int]], *, aliases: dict[str, str] | None = None,
-                          filled: tuple[str, ...] = ("",), module_prefix: str = "") -> dict[str, torch.Tensor]:
+def synthesize_state_dict(
+    shapes: dict[str, list[int]],
+    *,
+    aliases: dict[str, str] | None = None,
+    filled: tuple[str, ...] = ("",),
+    module_prefix: str = "",
+) -> dict[str, torch.Tensor]:
     """An official state dict with :func:`official_fill` values.
 
     Only keys starting with one of ``filled`` get real values; the others (parts every converter drops, such as
@@ -151,30 +159,47 @@ def save_legacy(obj: object, path: Path) -> Path:
 
 def coclr_checkpoint(variant: str, *, filled: bool = True, edit=None) -> dict:
     shapes = variant_shapes("coclr", variant)
-    state = synthesize_state_dict(shapes, aliases=fixture_json("official_coclr.json")["aliases"],
-                                  filled=("encoder_q.",) if filled else ())
+    state = synthesize_state_dict(
+        shapes, aliases=fixture_json("official_coclr.json")["aliases"], filled=("encoder_q.",) if filled else ()
+    )
     if edit:
         edit(state)
-    optimizer = {"state": {0: {"step": 10, "exp_avg": torch.zeros(3), "exp_avg_sq": torch.zeros(3)}},
-                 "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-5,
-                                   "amsgrad": False, "params": [0]}]}
+    optimizer = {
+        "state": {0: {"step": 10, "exp_avg": torch.zeros(3), "exp_avg_sq": torch.zeros(3)}},
+        "param_groups": [
+            {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-5, "amsgrad": False, "params": [0]}
+        ],
+    }
     return {"epoch": 182, "state_dict": state, "best_acc": 0.61, "optimizer": optimizer, "iteration": 9999}
 
 
 def gdt_checkpoint(variant: str = "audio-visual", *, filled: bool = True) -> dict:
     """``main_gdt.py``'s save: the scheduler state holds a pickled MultiStepLR (and its SGD), args a Namespace."""
     shapes = variant_shapes("gdt", variant)
-    state = synthesize_state_dict(shapes, filled=("video_network.", "audio_network.", "mlp_v.", "mlp_a.")
-                                  if filled else ())
+    state = synthesize_state_dict(
+        shapes, filled=("video_network.", "audio_network.", "mlp_v.", "mlp_a.") if filled else ()
+    )
     param = nn.Parameter(torch.ones(2))
     sgd = torch.optim.SGD([param], lr=0.01, momentum=0.9)
     param.grad = torch.ones(2)
     sgd.step()  # a momentum buffer in a defaultdict, as after training
     after = torch.optim.lr_scheduler.MultiStepLR(sgd, milestones=[241], gamma=0.1)
-    scheduler = {"multiplier": 16, "total_epoch": 10, "after_scheduler": after, "finished": False,
-                 "base_lrs": [0.01], "last_epoch": 3, "_step_count": 4}
-    args = argparse.Namespace(model="av_gdt" if variant == "audio-visual" else "vid_text_gdt",
-                              vid_base_arch="r2plus1d_18", aud_base_arch="resnet9", use_mlp=True, dataset="kinetics")
+    scheduler = {
+        "multiplier": 16,
+        "total_epoch": 10,
+        "after_scheduler": after,
+        "finished": False,
+        "base_lrs": [0.01],
+        "last_epoch": 3,
+        "_step_count": 4,
+    }
+    args = argparse.Namespace(
+        model="av_gdt" if variant == "audio-visual" else "vid_text_gdt",
+        vid_base_arch="r2plus1d_18",
+        aud_base_arch="resnet9",
+        use_mlp=True,
+        dataset="kinetics",
+    )
     return {"model": state, "optimizer": sgd.state_dict(), "lr_scheduler": scheduler, "epoch": 201, "args": args}
 
 
@@ -232,9 +257,15 @@ def test_coclr_release_gives_the_official_features_and_embedding(official: dict[
     assert source["format"] == "coclr" and source["variant"] == "coclr" and source["official_release"]
     assert source["heads_sha256"] == sha256_file(out / "heads.safetensors")
     assert set(source["dropped"]) == {
-        "encoder_q.0.block1-5.* (462 tensors)", "encoder_k.* (928 tensors)", "queue, queue_ptr (2 tensors)",
-        "sampler.* (928 tensors)", "queue_second, queue_vname, queue_label (3 tensors)",
-        "top-level 'best_acc'", "top-level 'optimizer'", "top-level 'iteration'"}
+        "encoder_q.0.block1-5.* (462 tensors)",
+        "encoder_k.* (928 tensors)",
+        "queue, queue_ptr (2 tensors)",
+        "sampler.* (928 tensors)",
+        "queue_second, queue_vname, queue_label (3 tensors)",
+        "top-level 'best_acc'",
+        "top-level 'optimizer'",
+        "top-level 'iteration'",
+    }
     assert [m["value"] for m in config["metrics"]] == [51.8, 70.2, 81.4, 52.1]  # the release's published numbers
     card = (out / "README.md").read_text()
     assert source["sha256"] in card and "CoCLR-ucf101-rgb-128-s3d-ep182.tar" in card
@@ -246,8 +277,13 @@ def test_infonce_release_converts_with_its_own_buffers(tmp_path: Path) -> None:
     assert (converted.format, converted.variant, converted.arch) == ("coclr", "infonce", "s3d")
     assert not any(k.startswith("block") for k in converted.state_dict)
     assert set(converted.dropped) == {
-        "encoder_q.0.block1-5.* (462 tensors)", "encoder_k.* (928 tensors)", "queue, queue_ptr (2 tensors)",
-        "top-level 'best_acc'", "top-level 'optimizer'", "top-level 'iteration'"}
+        "encoder_q.0.block1-5.* (462 tensors)",
+        "encoder_k.* (928 tensors)",
+        "queue, queue_ptr (2 tensors)",
+        "top-level 'best_acc'",
+        "top-level 'optimizer'",
+        "top-level 'iteration'",
+    }
     assert converted.info["epoch"] == 182
     queue = variant_shapes("coclr", "infonce")["queue"]  # (dim, K): read, not assumed
     assert (converted.info["dim"], converted.info["queue_size"]) == tuple(queue) == (128, 2048)
@@ -351,21 +387,30 @@ def test_cacl_checkpoint_gives_the_official_features_and_heads(arch: str, tmp_pa
         assert_reference(heads["contrast_head"](both)[0], ref["contrast_embedding"])
         assert_reference(heads["order_head"](both)[0], ref["order_logits"])
     assert {"module.encoder_transformer.* (392 tensors)", "module.queue, module.queue_ptr (2 tensors)"} <= set(
-        converted.dropped)
+        converted.dropped
+    )
 
 
 # ================================================================================================
 # Every key accounted for; clear errors
 # ================================================================================================
-@pytest.mark.parametrize(("fmt", "variant", "name"), [
-    ("coclr", "coclr", "coclr_s3d_k400_flow"), ("coclr", "infonce", "infonce_s3d_ucf101_flow"),
-    ("gdt", "audio-visual", "gdt_r2plus1d_ig65m"), ("stica", "transformer", "stica_r2plus1d_k400"),
-    ("cacl", "r3d", "cacl_r3d_ucf101"),
-])
-def test_every_official_key_is_kept_or_dropped_with_a_reason(fmt: str, variant: str, name: str,
-                                                              tmp_path: Path) -> None:
-    make = {"coclr": lambda: coclr_checkpoint(variant, filled=False), "gdt": lambda: gdt_checkpoint(filled=False),
-            "stica": lambda: stica_checkpoint(filled=False), "cacl": lambda: cacl_checkpoint(variant, filled=False)}
+@pytest.mark.parametrize(
+    ("fmt", "variant", "name"),
+    [
+        ("coclr", "coclr", "coclr_s3d_k400_flow"),
+        ("coclr", "infonce", "infonce_s3d_ucf101_flow"),
+        ("gdt", "audio-visual", "gdt_r2plus1d_ig65m"),
+        ("stica", "transformer", "stica_r2plus1d_k400"),
+        ("cacl", "r3d", "cacl_r3d_ucf101"),
+    ],
+)
+def test_every_official_key_is_kept_or_dropped_with_a_reason(fmt: str, variant: str, name: str, tmp_path: Path) -> None:
+    make = {
+        "coclr": lambda: coclr_checkpoint(variant, filled=False),
+        "gdt": lambda: gdt_checkpoint(filled=False),
+        "stica": lambda: stica_checkpoint(filled=False),
+        "cacl": lambda: cacl_checkpoint(variant, filled=False),
+    }
     path = save_legacy(make[fmt](), tmp_path / "official.pth")
     converted = convert_checkpoint(path, to=name)
     official = variant_shapes(fmt, variant)
@@ -375,7 +420,8 @@ def test_every_official_key_is_kept_or_dropped_with_a_reason(fmt: str, variant: 
     assert set(converted.official_names.values()) <= set(official) | {"module." + k for k in official}
     model = videozoo.create_model(name)
     assert {k: list(v.shape) for k, v in converted.state_dict.items()} == {
-        k: list(v.shape) for k, v in model.state_dict().items()}
+        k: list(v.shape) for k, v in model.state_dict().items()
+    }
 
 
 def test_heads_match_the_heads_own_official_key_rules() -> None:
@@ -416,8 +462,14 @@ def test_a_wrong_shape_is_named_with_both_shapes(tmp_path: Path) -> None:
 
 
 def test_a_missing_key_and_differing_duplicates_are_errors(tmp_path: Path) -> None:
-    gone = coclr_checkpoint("coclr", filled=False, edit=lambda s: [s.pop("encoder_q.0.Mixed_5c.branch0.0.bn.bias"),
-                                                                 s.pop("encoder_q.0.block5.2.branch0.0.bn.bias")])
+    gone = coclr_checkpoint(
+        "coclr",
+        filled=False,
+        edit=lambda s: [
+            s.pop("encoder_q.0.Mixed_5c.branch0.0.bn.bias"),
+            s.pop("encoder_q.0.block5.2.branch0.0.bn.bias"),
+        ],
+    )
     with pytest.raises(ConversionError, match=r"1 missing: Mixed_5c\.branch0\.0\.bn\.bias"):
         convert_checkpoint(save_legacy(gone, tmp_path / "a.tar"), to="coclr_s3d_ucf101_rgb")
     one = {"encoder_q.0.block2.1.conv.weight": torch.ones(64, 64, 1, 1, 1)}
@@ -428,24 +480,29 @@ def test_a_missing_key_and_differing_duplicates_are_errors(tmp_path: Path) -> No
 
 
 def test_a_checkpoint_of_another_architecture_or_method_is_refused(official: dict[str, Path]) -> None:
-    with pytest.raises(ArchitectureMismatchError, match=r"gdt_K400\.pth is a GDT checkpoint .* but "
-                                                        r"'coclr_s3d_ucf101_rgb' is a 's3d' model.*gdt_r2plus1d_k400"):
+    with pytest.raises(
+        ArchitectureMismatchError,
+        match=r"gdt_K400\.pth is a GDT checkpoint .* but "
+        r"'coclr_s3d_ucf101_rgb' is a 's3d' model.*gdt_r2plus1d_k400",
+    ):
         convert_checkpoint(official["gdt"], to="coclr_s3d_ucf101_rgb")
     with pytest.raises(ArchitectureMismatchError, match=r"STiCA checkpoint .* holds weights converted from a GDT"):
         convert_checkpoint(official["stica"], to="gdt_r2plus1d_k400")
     assert convert_checkpoint(official["gdt"], to="r2plus1d_18").arch == "r2plus1d_18"  # the bare backbone fits
 
 
-def test_the_command_reports_another_architecture(official: dict[str, Path], tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_reports_another_architecture(
+    official: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     parser = argparse.ArgumentParser()
     add_convert_arguments(parser)
     args = parser.parse_args([str(official["gdt"]), "--to", "coclr_s3d_ucf101_rgb", "--out", str(tmp_path / "o")])
     with pytest.raises(ArchitectureMismatchError):
         run_convert_command(args)
     assert not (tmp_path / "o").exists()
-    args = parser.parse_args([str(official["stica"]), "--to", "stica_r2plus1d_k400", "--out", str(tmp_path / "s"),
-                              "--no-heads"])
+    args = parser.parse_args(
+        [str(official["stica"]), "--to", "stica_r2plus1d_k400", "--out", str(tmp_path / "s"), "--no-heads"]
+    )
     assert run_convert_command(args) == 0
     assert "dropped       : module.audio_network.base.fc.weight" in capsys.readouterr().out
     assert not (tmp_path / "s" / "heads.safetensors").exists()
@@ -486,8 +543,11 @@ def test_training_state_loads_through_inert_stand_ins(official: dict[str, Path],
 
 def test_not_a_checkpoint_and_unknown_layouts(tmp_path: Path) -> None:
     (tmp_path / "text.pth").write_text("<html>404</html>")
-    with pytest.raises(WeightsFormatError, match=r"text\.pth is not a torch\.save checkpoint \(unpickling stops at: "
-                                                 r"Unsupported operand 60\)"):
+    with pytest.raises(
+        WeightsFormatError,
+        match=r"text\.pth is not a torch\.save checkpoint \(unpickling stops at: "
+        r"Unsupported operand 60\)",
+    ):
         load_official_checkpoint(tmp_path / "text.pth")
     with pytest.raises(ConversionError, match=r"none of the official formats.*top-level entries \['weights'\]"):
         detect_format({"weights": {"a.b": torch.zeros(1)}}, source="other.pth")
@@ -495,8 +555,9 @@ def test_not_a_checkpoint_and_unknown_layouts(tmp_path: Path) -> None:
     assert detect_format(gdt_checkpoint(filled=False)) == "gdt"
     assert detect_format(stica_checkpoint(filled=False)) == "stica"
     assert detect_format(cacl_checkpoint("c3d", filled=False)) == "cacl"
-    positional = stica_checkpoint(filled=False, edit=lambda s: s.update({
-        "module.video_pooling.2.pos_embs.0.weight": torch.zeros(64, 512)}))
+    positional = stica_checkpoint(
+        filled=False, edit=lambda s: s.update({"module.video_pooling.2.pos_embs.0.weight": torch.zeros(64, 512)})
+    )
     with pytest.raises(ConversionError, match="positional_emb"):
         convert_checkpoint(save_legacy(positional, tmp_path / "p.tar"), to="stica_r2plus1d_k400")
 
@@ -527,8 +588,11 @@ def test_load_converts_an_official_file_on_the_fly(official: dict[str, Path]) ->
 def test_a_heads_file_names_only_known_builders(official: dict[str, Path], tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    save_file({"x.weight": torch.zeros(1)}, str(tmp_path / "heads.safetensors"), metadata={
-        "videozoo_heads": json.dumps({"x": {"builder": "subprocess:run", "config": {"args": ["true"]}}})})
+    save_file(
+        {"x.weight": torch.zeros(1)},
+        str(tmp_path / "heads.safetensors"),
+        metadata={"videozoo_heads": json.dumps({"x": {"builder": "subprocess:run", "config": {"args": ["true"]}}})},
+    )
     with pytest.raises(WeightsFormatError, match="unknown head builder 'subprocess:run'"):
         load_heads(tmp_path)
     (tmp_path / "no_heads").mkdir()

@@ -94,7 +94,6 @@ def test_run_directory_holds_checkpoints_tensorboard_and_evaluation(trained) -> 
     assert json.loads((out / "history.json").read_text())["history"] == result.history
 
 
-
 def test_results_json_holds_the_resolved_config(trained) -> None:
     """The keywords of the run, resolved onto FinetuneConfig, come back nested: in the result and in results.json."""
     from videozoo.training.config import config_to_dict
@@ -105,6 +104,7 @@ def test_results_json_holds_the_resolved_config(trained) -> None:
     results = json.loads((result.out_dir / "results.json").read_text())
     assert results["config"] == config_to_dict(result.config)
     assert {k: v for k, v in results.items() if k != "config"} == json.loads(json.dumps(result.metrics))
+
 
 def test_saved_model_loads_with_class_names_metrics_and_card(trained) -> None:
     model, result = trained

@@ -10,7 +10,6 @@ from videozoo.backbones.frame_transformer import FrameTransformer, frame_transfo
 TINY = dict(frame_model="test_resnet", dim=32, depth=2, heads=2, mlp_dim=64)  # the registry's tiny variant
 
 
-
 @pytest.mark.parametrize("size", [(1, 32, 32), (4, 32, 32), (3, 37, 45), (16, 32, 32)])
 def test_tokens_and_embedding_shapes(size: tuple[int, int, int]) -> None:
     model = frame_transformer(**TINY)

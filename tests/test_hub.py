@@ -105,8 +105,10 @@ def test_round_trip_is_bit_exact(tmp_path: Path) -> None:
         assert loaded.config["class_names"] == ["a", "b", "c"]
     assert loaded.metadata == {"format": "pt", "videozoo_arch": "r3d_18_tiny", "videozoo_name": "r3d_18_tiny"}
     # aliased tensors are stored under both names, independently
-    assert loaded.state_dict["alias.weight"].untyped_storage().data_ptr() != \
-        loaded.state_dict["conv.weight"].untyped_storage().data_ptr()
+    assert (
+        loaded.state_dict["alias.weight"].untyped_storage().data_ptr()
+        != loaded.state_dict["conv.weight"].untyped_storage().data_ptr()
+    )
 
     fresh = TinyNet().eval()
     assert load_state_dict_strict(fresh, loaded.state_dict) == []
@@ -138,18 +140,32 @@ def test_config_and_card(tmp_path: Path) -> None:
 
     model = trained_tiny(2)
     metric = Metric("UCF101 finetune (split 1)", "top-1", 42.5, "SGD 10 epochs, centre crop", "this run")
-    card = {"recipe_command": "python recipes/finetune.py --data ucf101", "data": "UCF101 split 1 train",
-            "epochs": 10, "repo_id": "someone/tiny-ucf"}
-    out = save_pretrained(model, tmp_path, metrics=[metric, {"task": "UCF101 split-1 retrieval", "metric": "R@1",
-                                                              "value": 12.0}], class_names=["x", "y", "z"], card=card)
+    card = {
+        "recipe_command": "python recipes/finetune.py --data ucf101",
+        "data": "UCF101 split 1 train",
+        "epochs": 10,
+        "repo_id": "someone/tiny-ucf",
+    }
+    out = save_pretrained(
+        model,
+        tmp_path,
+        metrics=[metric, {"task": "UCF101 split-1 retrieval", "metric": "R@1", "value": 12.0}],
+        class_names=["x", "y", "z"],
+        card=card,
+    )
     config = json.loads((out / "config.json").read_text())
     assert config["name"] == config["architecture"] == "r3d_18_tiny"
     assert config["builder_config"] == {"width": 8, "layers": [1, 1]}
     assert config["num_classes"] == 3 and config["num_features"] == 4 and config["class_names"] == ["x", "y", "z"]
     assert config["input_spec"]["crop_size"] == 112 and config["input_spec"]["mean"] == [0.45] * 3
     assert hub.input_spec_from_config(config) == videozoo.registry.get("r3d_18_tiny").input_spec
-    assert config["metrics"][0] == {"task": metric.task, "metric": "top-1", "value": 42.5,
-                                    "protocol": metric.protocol, "source": "this run"}
+    assert config["metrics"][0] == {
+        "task": metric.task,
+        "metric": "top-1",
+        "value": 42.5,
+        "protocol": metric.protocol,
+        "source": "this run",
+    }
     assert config["sha256"] == sha256_file(out / "model.safetensors")
     assert config["videozoo_version"] == videozoo.__version__ and config["card"]["epochs"] == 10
     assert config["num_parameters"] == sum(p.numel() for p in model.parameters())
@@ -160,12 +176,23 @@ def test_config_and_card(tmp_path: Path) -> None:
     assert parsed.data.datasets == ["ucf101"] and parsed.data.pipeline_tag == "video-classification"
     results = parsed.data.eval_results
     assert [(r.dataset_name, r.metric_type, r.metric_value) for r in results] == [
-        ("UCF101", "top-1", 42.5), ("UCF101", "r-at-1", 12.0)]
+        ("UCF101", "top-1", 42.5),
+        ("UCF101", "r-at-1", 12.0),
+    ]
     body = parsed.text
-    for needle in ("# r3d_18_tiny", "Tran et al.", "UCF101 split 1 train", card["recipe_command"],
-                   "SGD 10 epochs, centre crop", "Apache-2.0", "- epochs: 10", config["sha256"],
-                   "model = videozoo.load('r3d_18_tiny', weights='someone/tiny-ucf').eval()",
-                   "torch.randn(1, 3, 16, 112, 112)", "(1, 3) logits"):
+    for needle in (
+        "# r3d_18_tiny",
+        "Tran et al.",
+        "UCF101 split 1 train",
+        card["recipe_command"],
+        "SGD 10 epochs, centre crop",
+        "Apache-2.0",
+        "- epochs: 10",
+        config["sha256"],
+        "model = videozoo.load('r3d_18_tiny', weights='someone/tiny-ucf').eval()",
+        "torch.randn(1, 3, 16, 112, 112)",
+        "(1, 3) logits",
+    ):
         assert needle in body, needle
     usage = body.split("```python\n", 1)[1].split("```", 1)[0].strip().splitlines()
     assert len(usage) == 5
@@ -194,8 +221,7 @@ def test_save_needs_a_zoo_model(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("stage", ["weights", "card"])
-def test_interrupted_save_leaves_old_files_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   stage: str) -> None:
+def test_interrupted_save_leaves_old_files_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str) -> None:
     import safetensors.torch
 
     out = save_pretrained(trained_tiny(1), tmp_path)
@@ -244,8 +270,14 @@ def test_damaged_or_foreign_files_raise_format_error(tmp_path: Path, damage: str
     file = out / "model.safetensors"
     data = file.read_bytes()
     marker = tmp_path / "unpickled"
-    expected = {"truncated": "truncated", "cut_header": "truncated", "empty": "too short", "pickle": "torch.save",
-                "text": "text file", "lfs_pointer": "Git LFS pointer"}[damage]
+    expected = {
+        "truncated": "truncated",
+        "cut_header": "truncated",
+        "empty": "too short",
+        "pickle": "torch.save",
+        "text": "text file",
+        "lfs_pointer": "Git LFS pointer",
+    }[damage]
     if damage == "truncated":
         file.write_bytes(data[:-100])
     elif damage == "cut_header":
@@ -292,7 +324,7 @@ def flip_middle(file: Path, n: int = 1000) -> None:
     """Invert ``n`` bytes in the middle of ``file`` (inside the tensor data), keeping its size."""
     data = bytearray(file.read_bytes())
     start = len(data) // 2
-    data[start:start + n] = bytes(b ^ 0xFF for b in data[start:start + n])
+    data[start : start + n] = bytes(b ^ 0xFF for b in data[start : start + n])
     file.write_bytes(bytes(data))
 
 
@@ -438,10 +470,14 @@ def test_head_mismatch_is_skipped_only_when_allowed() -> None:
     skipped = load_state_dict_strict(target, source.state_dict(), allow_head_mismatch=True)
     assert sorted(skipped) == ["fc.bias", "fc.weight"]
     assert torch.equal(target.fc.weight, head) and torch.equal(target.conv.weight, source.conv.weight)
-    assert sorted(load_state_dict_strict(TinyNet(0), source.state_dict(), allow_head_mismatch=True)) == \
-        ["fc.bias", "fc.weight"]
-    assert sorted(load_state_dict_strict(TinyNet(4), TinyNet(0).state_dict(), allow_head_mismatch=True)) == \
-        ["fc.bias", "fc.weight"]
+    assert sorted(load_state_dict_strict(TinyNet(0), source.state_dict(), allow_head_mismatch=True)) == [
+        "fc.bias",
+        "fc.weight",
+    ]
+    assert sorted(load_state_dict_strict(TinyNet(4), TinyNet(0).state_dict(), allow_head_mismatch=True)) == [
+        "fc.bias",
+        "fc.weight",
+    ]
     trunk = {k: v for k, v in source.state_dict().items() if k != "bn.bias"}
     with pytest.raises(WeightsFormatError, match=r"1 missing: bn\.bias"):
         load_state_dict_strict(target, trunk, allow_head_mismatch=True)
@@ -467,15 +503,24 @@ def hub_repo(tmp_path_factory: pytest.TempPathFactory):
     with HubServer(root / "server") as server:
         repo = server.repo(REPO_ID)
         commits = [repo.commit({name: d / name for name in FILES}, f"v{i}") for i, d in enumerate(dirs, 1)]
-        yield SimpleNamespace(endpoint=server.endpoint, commits=commits, models=models,
-                              sha=[sha256_file(d / "model.safetensors") for d in dirs])
+        yield SimpleNamespace(
+            endpoint=server.endpoint,
+            commits=commits,
+            models=models,
+            sha=[sha256_file(d / "model.safetensors") for d in dirs],
+        )
 
 
-def hub_entry(hub_repo: SimpleNamespace, *, revision: str | None = None, sha256: str | None = None,
-              repo_id: str = REPO_ID) -> ModelEntry:
-    return ModelEntry(name="hubtest_tiny", kind="pretrained", builder="tests:none", arch="r3d_18_tiny",
-                      weights=Weights(repo_id=repo_id, revision=revision or hub_repo.commits[0],
-                                      sha256=sha256 or hub_repo.sha[0]))
+def hub_entry(
+    hub_repo: SimpleNamespace, *, revision: str | None = None, sha256: str | None = None, repo_id: str = REPO_ID
+) -> ModelEntry:
+    return ModelEntry(
+        name="hubtest_tiny",
+        kind="pretrained",
+        builder="tests:none",
+        arch="r3d_18_tiny",
+        weights=Weights(repo_id=repo_id, revision=revision or hub_repo.commits[0], sha256=sha256 or hub_repo.sha[0]),
+    )
 
 
 def test_download_is_verified_and_pinned(hub_repo: SimpleNamespace, tmp_path: Path) -> None:
@@ -525,8 +570,13 @@ def test_registry_sha256_is_enforced(hub_repo: SimpleNamespace, tmp_path: Path) 
         download_registered(hub_entry(hub_repo, sha256=hub_repo.sha[1]), **kw)  # v2's hash pinned to v1
     with pytest.raises(WeightsDownloadError, match="videozoo-test/absent"):
         download_registered(hub_entry(hub_repo, repo_id="videozoo-test/absent"), **kw)
-    unpublished = ModelEntry(name="x", kind="pretrained", builder="a:b", arch="s3d",
-                             weights=Weights(recipe="python recipes/x.py", how_to_get="Run the recipe."))
+    unpublished = ModelEntry(
+        name="x",
+        kind="pretrained",
+        builder="a:b",
+        arch="s3d",
+        weights=Weights(recipe="python recipes/x.py", how_to_get="Run the recipe."),
+    )
     with pytest.raises(WeightsUnavailableError, match="Run the recipe"):
         download_registered(unpublished)
     unhashed = ModelEntry(name="x", kind="pretrained", builder="a:b", arch="s3d", weights=Weights(repo_id="o/n"))
@@ -559,8 +609,14 @@ SCRIPT = textwrap.dedent("""
 def test_environment_variables_and_offline_mode(hub_repo: SimpleNamespace, tmp_path: Path) -> None:
     """HF_ENDPOINT and HF_HUB_CACHE steer the download; with HF_HUB_OFFLINE=1 it comes from the cache."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-    env.update(PYTHONPATH=str(ROOT), HF_HOME=str(tmp_path / "home"), HF_HUB_CACHE=str(tmp_path / "cache"),
-               HF_ENDPOINT=hub_repo.endpoint, HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1")
+    env.update(
+        PYTHONPATH=str(ROOT),
+        HF_HOME=str(tmp_path / "home"),
+        HF_HUB_CACHE=str(tmp_path / "cache"),
+        HF_ENDPOINT=hub_repo.endpoint,
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+    )
     args = [sys.executable, "-c", SCRIPT, REPO_ID, hub_repo.commits[0], hub_repo.sha[0], hub_repo.sha[1]]
 
     def run(**extra: str) -> dict:

@@ -31,8 +31,17 @@ ORDERS = torch.tensor([[0, 1, 2, 3], [1, 0, 2, 3], [3, 0, 1, 2], [3, 2, 1, 0]]) 
 
 def make(*, queue_size: int = 6, sdp_weight: float = 1.0, seed: int = 0, **kwargs) -> CACL:
     torch.manual_seed(seed)
-    return CACL(backbone=TinyVideoNet(), transformer=TinyVideoNet(), dim=DIM, queue_size=queue_size, temperature=T,
-                num_frames=FRAMES, sdp_weight=sdp_weight, sdp_dropout=0.0, **kwargs)
+    return CACL(
+        backbone=TinyVideoNet(),
+        transformer=TinyVideoNet(),
+        dim=DIM,
+        queue_size=queue_size,
+        temperature=T,
+        num_frames=FRAMES,
+        sdp_weight=sdp_weight,
+        sdp_dropout=0.0,
+        **kwargs,
+    )
 
 
 def nce(positive: float, negatives: list[float]) -> float:
@@ -53,8 +62,12 @@ def test_four_pair_loss_equals_direct_computation(tf_negatives: str) -> None:
     for i in range(3):
         cnn_negs = [float(q[i] @ n) / T for n in queue]
         tf_negs = [float(tf_q[i] @ n) / T for n in queue] if tf_negatives == "transformer" else cnn_negs
-        terms += [nce(float(q[i] @ k[i]) / T, cnn_negs), nce(float(q[i] @ tf_q[i]) / T, cnn_negs),
-                  nce(float(q[i] @ tf_k[i]) / T, cnn_negs), nce(float(tf_q[i] @ tf_k[i]) / T, tf_negs)]
+        terms += [
+            nce(float(q[i] @ k[i]) / T, cnn_negs),
+            nce(float(q[i] @ tf_q[i]) / T, cnn_negs),
+            nce(float(q[i] @ tf_k[i]) / T, cnn_negs),
+            nce(float(tf_q[i] @ tf_k[i]) / T, tf_negs),
+        ]
     assert loss.item() == pytest.approx(sum(terms) / len(terms), rel=1e-9)
     assert positives.shape == (3, 4) and negatives.shape == (3, 5)
     with pytest.raises(ValueError):

@@ -102,8 +102,10 @@ def test_weights_of_another_architecture_are_refused(tmp_path) -> None:
         videozoo.load("mc3_18_tiny", weights=tmp_path / "r3d")
 
 
-@pytest.mark.parametrize("path", ["no_such_dir/", "./no_such_dir", "~/no_such_dir_videozoo", "no_such.safetensors",
-                                  "no_such.pth", "org/no_such"])
+@pytest.mark.parametrize(
+    "path",
+    ["no_such_dir/", "./no_such_dir", "~/no_such_dir_videozoo", "no_such.safetensors", "no_such.pth", "org/no_such"],
+)
 def test_a_missing_path_is_reported_as_missing_not_as_a_model_name(path: str) -> None:
     from videozoo.hub import WeightsNotFoundError
 

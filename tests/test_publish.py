@@ -55,8 +55,11 @@ class FakeHfApi:
     def upload_folder(self, **kwargs):
         self.calls.append(("upload_folder", kwargs))
         folder = Path(kwargs["folder_path"])
-        files = {p.name: p for p in folder.iterdir()
-                 if any(fnmatch.fnmatch(p.name, pattern) for pattern in kwargs["allow_patterns"])}
+        files = {
+            p.name: p
+            for p in folder.iterdir()
+            if any(fnmatch.fnmatch(p.name, pattern) for pattern in kwargs["allow_patterns"])
+        }
         oid = self.repo.commit(files, kwargs["commit_message"]) if self.repo else "0" * 40
         return SimpleNamespace(oid=oid, commit_url=f"https://hub.invalid/{kwargs['repo_id']}/commit/{oid}")
 
@@ -67,8 +70,9 @@ def tiny_model(seed: int = 0) -> nn.Module:
 
 
 def publishable(directory: Path) -> Path:
-    return save_pretrained(tiny_model(), directory, metrics=[METRIC],
-                           card={"recipe_command": "python recipes/stica.py --preset smoke"})
+    return save_pretrained(
+        tiny_model(), directory, metrics=[METRIC], card={"recipe_command": "python recipes/stica.py --preset smoke"}
+    )
 
 
 def test_a_card_without_metrics_licence_or_source_is_refused(tmp_path: Path) -> None:
@@ -112,20 +116,34 @@ def test_publish_makes_exactly_these_calls(tmp_path: Path) -> None:
     assert api.calls == [
         ("create_repo", {"repo_id": "videozoo/tiny", "repo_type": "model", "private": True, "exist_ok": True}),
         ("create_branch", {"repo_id": "videozoo/tiny", "branch": "v1", "repo_type": "model", "exist_ok": True}),
-        ("upload_folder", {"repo_id": "videozoo/tiny", "folder_path": str(directory), "repo_type": "model",
-                           "revision": "v1", "allow_patterns": ["model.safetensors", "config.json", "README.md"],
-                           "commit_message": "videozoo: r2plus1d_18_tiny (model.safetensors, config.json, README.md)"}),
+        (
+            "upload_folder",
+            {
+                "repo_id": "videozoo/tiny",
+                "folder_path": str(directory),
+                "repo_type": "model",
+                "revision": "v1",
+                "allow_patterns": ["model.safetensors", "config.json", "README.md"],
+                "commit_message": "videozoo: r2plus1d_18_tiny (model.safetensors, config.json, README.md)",
+            },
+        ),
     ]
-    assert published == Published(repo_id="videozoo/tiny", revision="0" * 40, sha256=config["sha256"],
-                                  url=f"https://hub.invalid/videozoo/tiny/commit/{'0' * 40}")
+    assert published == Published(
+        repo_id="videozoo/tiny",
+        revision="0" * 40,
+        sha256=config["sha256"],
+        url=f"https://hub.invalid/videozoo/tiny/commit/{'0' * 40}",
+    )
     assert published.sha256 == sha256_file(directory / "model.safetensors")
     assert published.registry_weights(official_file="gdt_K400.pth", converter="gdt") == (
         f"Weights(repo_id='videozoo/tiny', revision='{'0' * 40}', sha256='{config['sha256']}', "
-        "official_file='gdt_K400.pth', converter='gdt')")
+        "official_file='gdt_K400.pth', converter='gdt')"
+    )
 
 
-def test_the_command_uses_the_token_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_uses_the_token_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import huggingface_hub
 
     made: list[FakeHfApi] = []
@@ -145,11 +163,18 @@ def test_the_published_revision_and_sha256_load_through_the_hub(tmp_path: Path) 
         pytest.fail("the Hub tests need olah, a Hub-protocol server: pip install -e '.[dev]'")
     directory = publishable(tmp_path / "w")
     with HubServer(tmp_path / "server") as server:
-        published = publish(directory, repo_id="videozoo-test/published", api=FakeHfApi(
-            server.repo("videozoo-test/published")))
+        published = publish(
+            directory, repo_id="videozoo-test/published", api=FakeHfApi(server.repo("videozoo-test/published"))
+        )
         pinned = Weights(repo_id=published.repo_id, revision=published.revision, sha256=published.sha256)
-        entry = ModelEntry(name="r2plus1d_18_tiny", kind="pretrained", arch="r2plus1d_18_tiny", config={"width": 8},
-                           builder="videozoo.backbones.resnet3d:r2plus1d_18", weights=pinned)
+        entry = ModelEntry(
+            name="r2plus1d_18_tiny",
+            kind="pretrained",
+            arch="r2plus1d_18_tiny",
+            config={"width": 8},
+            builder="videozoo.backbones.resnet3d:r2plus1d_18",
+            weights=pinned,
+        )
         loaded = download_registered(entry, endpoint=server.endpoint, cache_dir=tmp_path / "cache")
     assert loaded.sha256 == published.sha256 and loaded.config["name"] == "r2plus1d_18_tiny"
     assert f"/snapshots/{published.revision}/" in str(loaded.path)

@@ -99,10 +99,19 @@ def test_released_switches_run_on_the_smoke_data(name: str, released: str, tmp_p
 
 
 def test_smoke_recipe_rejects_unknown_keys(tmp_path: Path) -> None:
-    command = [sys.executable, str(ROOT / "recipes" / "coclr.py"), "--preset", "smoke", "--queue_sise", "8",
-               "--run_dir", str(tmp_path / "run")]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    command = [
+        sys.executable,
+        str(ROOT / "recipes" / "coclr.py"),
+        "--preset",
+        "smoke",
+        "--queue_sise",
+        "8",
+        "--run_dir",
+        str(tmp_path / "run"),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     assert done.returncode != 0 and "queue_size" in done.stderr  # the nearest key is suggested
     assert not (tmp_path / "run" / "checkpoints").exists()
 

@@ -126,7 +126,7 @@ def longest_increasing(values: list[int]) -> int:
     best: list[int] = []  # patience sorting: best[i] = smallest tail of an increasing run of length i + 1
     for v in values:
         i = next((j for j, tail in enumerate(best) if tail >= v), len(best))
-        best[i:i + 1] = [v]
+        best[i : i + 1] = [v]
     return len(best)
 
 

@@ -19,8 +19,11 @@ from videozoo.data.synthetic import CLASSES, make_synthetic_dataset, render_clip
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_deterministic_for_a_seed(tmp_path: Path) -> None:
@@ -70,8 +73,14 @@ def _moving_mean_flow(path: Path) -> torch.Tensor:
 
 
 def test_motion_direction_recoverable_from_flow(tmp_path: Path) -> None:
-    root = make_synthetic_dataset(tmp_path / "syn", classes=("left", "right", "up", "down", "zoom_in", "zoom_out"),
-                                  videos_per_class=1, frames=10, size=(48, 48), seed=1)
+    root = make_synthetic_dataset(
+        tmp_path / "syn",
+        classes=("left", "right", "up", "down", "zoom_in", "zoom_out"),
+        videos_per_class=1,
+        frames=10,
+        size=(48, 48),
+        seed=1,
+    )
     x, y = {}, {}
     for label in ("left", "right", "up", "down"):
         x[label], y[label] = _moving_mean_flow(next((root / label).glob("*.mp4"))).tolist()
@@ -89,8 +98,16 @@ def _pitch(wave: torch.Tensor, rate: int) -> float:
 
 
 def test_audio_pitch_follows_motion(tmp_path: Path) -> None:
-    root = make_synthetic_dataset(tmp_path / "syn", classes=("left", "right", "zoom_in"), videos_per_class=1,
-                                  frames=32, size=(32, 32), fps=16, audio=True, seed=2)
+    root = make_synthetic_dataset(
+        tmp_path / "syn",
+        classes=("left", "right", "zoom_in"),
+        videos_per_class=1,
+        frames=32,
+        size=(32, 32),
+        fps=16,
+        audio=True,
+        seed=2,
+    )
     pitches = {}
     for label in ("left", "right", "zoom_in"):
         path = next((root / label).glob("*.mp4"))
@@ -138,7 +155,6 @@ def test_shared_scenes_repeat_across_classes(tmp_path: Path) -> None:
         make_synthetic_dataset(tmp_path / "bad", scenes=0)
 
 
-
 def channel_gains(plain: np.ndarray, graded: np.ndarray) -> np.ndarray:
     """(3,) graded / plain per channel over unsaturated pixels; checks it is one gain per channel."""
     x, y = plain.reshape(-1, 3).astype(np.float64), graded.reshape(-1, 3).astype(np.float64)
@@ -182,12 +198,14 @@ def test_object_size_and_count() -> None:
     default, _ = render_clip("rotate_cw", **kwargs)
     explicit, _ = render_clip("rotate_cw", object_size=(0.14, 0.22), objects=(1, 2), **kwargs)
     np.testing.assert_array_equal(default, explicit)  # the defaults are the generator's original draws
-    areas = [_moving_area(render_clip("rotate_cw", object_size=(r, r), objects=(1, 1), **kwargs)[0])
-             for r in (0.1, 0.2, 0.3)]
+    areas = [
+        _moving_area(render_clip("rotate_cw", object_size=(r, r), objects=(1, 1), **kwargs)[0]) for r in (0.1, 0.2, 0.3)
+    ]
     assert areas[0] < areas[1] < areas[2]
     assert 2.5 < areas[2] / areas[0] < 14  # an area: about (0.3 / 0.1)^2 = 9 for a disc
-    one, two = (_moving_area(render_clip("rotate_cw", object_size=(0.15, 0.15), objects=(n, n), **kwargs)[0])
-                for n in (1, 2))
+    one, two = (
+        _moving_area(render_clip("rotate_cw", object_size=(0.15, 0.15), objects=(n, n), **kwargs)[0]) for n in (1, 2)
+    )
     assert 1.4 < two / one < 2.8  # a second object of the same size, beside the first
     with pytest.raises(ValueError, match="object_size"):
         render_clip("left", frames=2, size=(8, 8), appearance_seed=(0,), motion_seed=(1,), object_size=(0.3, 0.2))

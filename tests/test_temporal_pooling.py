@@ -17,8 +17,9 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: f
     return (x - mean) / torch.sqrt(var + eps) * weight + bias
 
 
-def reference_pooling(feature_map: torch.Tensor, params: dict[str, torch.Tensor], depth: int, heads: int,
-                      eps: float) -> torch.Tensor:
+def reference_pooling(
+    feature_map: torch.Tensor, params: dict[str, torch.Tensor], depth: int, heads: int, eps: float
+) -> torch.Tensor:
     """The STiCA pooling from its definition: spatial mean, then post-norm layers with q/k projections only."""
     b, d, t = feature_map.shape[:3]
     x = feature_map.reshape(b, d, t, -1).mean(dim=3).transpose(1, 2)  # (B, T, D)
@@ -64,8 +65,11 @@ def test_matches_the_formula(depth: int, heads: int, t: int) -> None:
 
 def test_parameter_names_are_the_official_ones() -> None:
     names = set(TransformerPooling(dim=8, depth=1, heads=2, ffn_dim=8).state_dict())
-    assert names == {f"transformer.0.{n}.{w}" for n in ("mha.q_lin", "mha.k_lin", "norm1", "ffn.lin1", "ffn.lin2",
-                                                        "norm2") for w in ("weight", "bias")}
+    assert names == {
+        f"transformer.0.{n}.{w}"
+        for n in ("mha.q_lin", "mha.k_lin", "norm1", "ffn.lin1", "ffn.lin2", "norm2")
+        for w in ("weight", "bias")
+    }
     with_vo = set(TransformerPooling(dim=8, depth=1, heads=2, ffn_dim=8, value_output_proj=True).state_dict())
     assert with_vo - names == {f"transformer.0.mha.{n}.{w}" for n in ("v_lin", "out_lin") for w in ("weight", "bias")}
     assert TransformerPooling().transformer[0].norm1.eps == 1e-12

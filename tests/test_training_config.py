@@ -51,8 +51,21 @@ def test_defaults_and_presets_in_order():
 
 def test_overrides_of_every_type_and_spelling():
     config, info = parse(
-        "--epochs", "10", "--batch-size=1e3", "amp=bf16", "--compile", "--milestones", "0.5,0.75",
-        "views=[1,2,3]", "--max_steps", "none", "--optim.betas", "(0.5, 0.9)", "--data", "/x", "--optim.lr=-1e-4",
+        "--epochs",
+        "10",
+        "--batch-size=1e3",
+        "amp=bf16",
+        "--compile",
+        "--milestones",
+        "0.5,0.75",
+        "views=[1,2,3]",
+        "--max_steps",
+        "none",
+        "--optim.betas",
+        "(0.5, 0.9)",
+        "--data",
+        "/x",
+        "--optim.lr=-1e-4",
     )
     assert config.epochs == 10 and config.batch_size == 1000 and config.amp == "bf16" and config.compile is True
     assert config.milestones == (0.5, 0.75) and config.views == [1, 2, 3] and config.max_steps is None

@@ -68,8 +68,14 @@ class ToyMoCo(nn.Module):
 
     def __init__(self, *, dropout: float = 0.2, dim: int = 8, queue: int = 12) -> None:
         super().__init__()
-        self.encoder = nn.Sequential(nn.Conv3d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(),
-                                     nn.Dropout(dropout), nn.Linear(6, dim))
+        self.encoder = nn.Sequential(
+            nn.Conv3d(3, 6, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool3d(1),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(6, dim),
+        )
         self.key_encoder = MomentumEncoder(self.encoder)
         self.queue = FeatureQueue(size=queue, dim=dim)
         self.calls, self.stall_at, self.marker = 0, None, None  # test hooks: freeze at a step to be killed
@@ -99,13 +105,26 @@ def make_trainer(*, n: int = 40, batch_size: int = 4, dropout: float = 0.2, sgd:
         optimizer = torch.optim.SGD(method.parameters(), lr=0.5, momentum=0.9)
     else:
         optimizer = torch.optim.AdamW(method.parameters(), lr=0.05, weight_decay=1e-3)
-    options = {"epochs": 3, "lr_schedule": schedules.cosine(warmup=0.2), "seed": 7, "progress": False,
-               "schedules": {"momentum": schedules.momentum_cosine(base=0.9)}, **kwargs}
+    options = {
+        "epochs": 3,
+        "lr_schedule": schedules.cosine(warmup=0.2),
+        "seed": 7,
+        "progress": False,
+        "schedules": {"momentum": schedules.momentum_cosine(base=0.9)},
+        **kwargs,
+    }
     return Trainer(method=method, optimizer=optimizer, dataset=ToyClips(n), batch_size=batch_size, **options)
 
 
-def train(ckpt_dir: str, *, steps: int, workers: int = 0, threads: int | None = None,
-          stall_at: int | None = None, marker: str | None = None) -> dict:
+def train(
+    ckpt_dir: str,
+    *,
+    steps: int,
+    workers: int = 0,
+    threads: int | None = None,
+    stall_at: int | None = None,
+    marker: str | None = None,
+) -> dict:
     """Module level: run in this process, in a forked child, or in a fresh interpreter."""
     if threads:
         torch.set_num_threads(threads)
@@ -147,7 +166,9 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path: Path):
     run, marker = tmp_path / "run", tmp_path / "stalled"
     child = mp.get_context("fork").Process(
         # planned to run longer: max_steps only stops a run, the schedules do not depend on it
-        target=train, args=(str(run),), kwargs={"steps": 30, "threads": threads, "stall_at": 8, "marker": str(marker)}
+        target=train,
+        args=(str(run),),
+        kwargs={"steps": 30, "threads": threads, "stall_at": 8, "marker": str(marker)},
     )
     child.start()
     deadline = time.monotonic() + 60
@@ -160,8 +181,10 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path: Path):
     saved = torch.load(run / "last.pt", weights_only=True)
     assert (saved["epoch"], saved["step"], saved["batches_done"]) == (0, 6, 6)  # mid-epoch
 
-    code = (f"import json, sys; sys.path.insert(0, {str(TESTS)!r}); import test_training_loop as t; "
-            f"print('SUMMARY', json.dumps(t.train({str(run)!r}, steps=14, workers=2, threads={threads})))")
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(TESTS)!r}); import test_training_loop as t; "
+        f"print('SUMMARY', json.dumps(t.train({str(run)!r}, steps=14, workers=2, threads={threads})))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240, cwd=TESTS.parent)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.split("SUMMARY", 1)[1])
@@ -223,8 +246,15 @@ def test_tensorboard_scalars_and_epoch_hook(tmp_path: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     seen = []
-    trainer = make_trainer(n=8, epochs=2, max_steps=3, log_dir=tmp_path / "tb", log_every=1, grad_clip=1.0,
-                           on_epoch_end=lambda epoch: seen.append(epoch) or {"val_acc": 0.5})
+    trainer = make_trainer(
+        n=8,
+        epochs=2,
+        max_steps=3,
+        log_dir=tmp_path / "tb",
+        log_every=1,
+        grad_clip=1.0,
+        on_epoch_end=lambda epoch: seen.append(epoch) or {"val_acc": 0.5},
+    )
     summary = trainer.fit()
     assert summary["steps"] == 3 and seen == [0] and summary["clips_per_s"] > 0
     events = EventAccumulator(str(tmp_path / "tb"))
@@ -240,9 +270,19 @@ def test_bf16_channels_last_and_torch_scheduler(tmp_path: Path):
     method = ToyMoCo()
     optimizer = torch.optim.SGD(method.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
-    trainer = Trainer(method=method, optimizer=optimizer, dataset=ToyClips(8), batch_size=4, lr_schedule=scheduler,
-                      schedules={"momentum": schedules.constant(0.99)}, amp="bf16", channels_last=True,
-                      ckpt_dir=tmp_path, progress=False, keep_epoch_checkpoints=True)
+    trainer = Trainer(
+        method=method,
+        optimizer=optimizer,
+        dataset=ToyClips(8),
+        batch_size=4,
+        lr_schedule=scheduler,
+        schedules={"momentum": schedules.constant(0.99)},
+        amp="bf16",
+        channels_last=True,
+        ckpt_dir=tmp_path,
+        progress=False,
+        keep_epoch_checkpoints=True,
+    )
     assert method.encoder[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
     summary = trainer.fit()
     assert summary["steps"] == 2 and np.isfinite(summary["final_loss"])
@@ -254,8 +294,11 @@ def test_export_writes_pretrained_backbone(tmp_path: Path, monkeypatch):
     import videozoo.api
 
     calls = {}
-    monkeypatch.setattr(videozoo.api, "save_pretrained", lambda model, directory, **kw: calls.update(
-        model=model, directory=directory, **kw) or Path(directory))
+    monkeypatch.setattr(
+        videozoo.api,
+        "save_pretrained",
+        lambda model, directory, **kw: calls.update(model=model, directory=directory, **kw) or Path(directory),
+    )
     trainer = make_trainer(n=8, max_steps=1, run_info={"command": "python recipes/toy.py --preset smoke"})
     trainer.fit()
     assert trainer.export(tmp_path / "out") == tmp_path / "out"
@@ -278,8 +321,9 @@ def test_checkpoint_schedule_by_time_and_explicit_resume(tmp_path: Path, monkeyp
 
     saved = []
     real_save = loop.save_checkpoint
-    monkeypatch.setattr(loop, "save_checkpoint", lambda path, state, **kw: saved.append(state["step"])
-                        or real_save(path, state, **kw))
+    monkeypatch.setattr(
+        loop, "save_checkpoint", lambda path, state, **kw: saved.append(state["step"]) or real_save(path, state, **kw)
+    )
     make_trainer(max_steps=3, ckpt_dir=tmp_path / "a", ckpt_every_minutes=0, log_every=1).fit()
     assert saved == [1, 2, 3]  # "due" at every time check; the last step is saved once
     saved.clear()

@@ -180,8 +180,9 @@ def test_paired_colour_only_on_rgb() -> None:
 
 
 def test_paired_negate_flow_x_on_flip() -> None:
-    t = VideoTrain(crop_size=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter_p=0, grey_p=0, blur_p=0, flip_p=1.0,
-                   mean=0, std=1)
+    t = VideoTrain(
+        crop_size=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter_p=0, grey_p=0, blur_p=0, flip_p=1.0, mean=0, std=1
+    )
     flow = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
     plain = PairedTransform(t)(flow, flow)[1]
     negated = PairedTransform(t, negate_flow_x=True)(flow, flow)[1]
@@ -195,8 +196,9 @@ def test_grey_modes() -> None:
     copied = VF.grey(clip, mode="channel_copy", channel=1)
     assert torch.equal(copied, clip[:, [1, 1, 1]])
     luma = VF.grey(clip, mode="luma")
-    torch.testing.assert_close(luma[:, 0], 0.2989 * clip[:, 0] + 0.587 * clip[:, 1] + 0.114 * clip[:, 2],
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        luma[:, 0], 0.2989 * clip[:, 0] + 0.587 * clip[:, 1] + 0.114 * clip[:, 2], atol=1e-4, rtol=0
+    )
 
 
 # -- batched -------------------------------------------------------------------------------------------------
@@ -241,8 +243,12 @@ def test_batched_colour_ops_match_torchvision(op: str) -> None:
 def test_batched_blur_and_grey_match_per_clip_ops() -> None:
     aug = BatchedVideoAugment(preset("coclr"))
     x = torch.rand(2, 3, 2, 20, 20)
-    p = {"blur_sigma": torch.tensor([0.7, 1.6]), "blur_on": torch.tensor([True, False]),
-         "grey": torch.tensor([True, False]), "grey_channel": torch.tensor([2, 0])}
+    p = {
+        "blur_sigma": torch.tensor([0.7, 1.6]),
+        "blur_on": torch.tensor([True, False]),
+        "grey": torch.tensor([True, False]),
+        "grey_channel": torch.tensor([2, 0]),
+    }
     blurred = aug._blur(x, p)
     k = 2 * math.ceil(3 * 2.0) + 1  # kernel of the largest sigma, as the batched path uses
     expected = F.gaussian_blur(x[0].permute(1, 0, 2, 3), [k, k], [0.7, 0.7]).permute(1, 0, 2, 3)
@@ -268,8 +274,9 @@ def test_batched_parameter_rates() -> None:
 # -- colour cast ---------------------------------------------------------------------------------------------
 def test_channel_gain_scales_each_channel_and_is_drawn_last() -> None:
     """A per-clip cast: out = clamp(clip x gain_c); the gains' logs ~ U(-g, g); the other draws unchanged."""
-    kwargs = dict(crop_size=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter_p=0, grey_p=0, blur_p=0, flip_p=0,
-                  mean=0.0, std=1.0)
+    kwargs = dict(
+        crop_size=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter_p=0, grey_p=0, blur_p=0, flip_p=0, mean=0.0, std=1.0
+    )
     cast = VideoTrain(channel_gain=0.5, **kwargs)
     clip = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
     params = cast.params(16, 16, generator=torch.Generator().manual_seed(0))
@@ -288,8 +295,18 @@ def test_channel_gain_scales_each_channel_and_is_drawn_last() -> None:
 
 
 def test_channel_gain_reaches_rgb_only_and_batched_path_matches() -> None:
-    train = VideoTrain(channel_gain=0.6, crop_size=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter_p=0, grey_p=0,
-                       blur_p=0, flip_p=0, mean=0.0, std=1.0)
+    train = VideoTrain(
+        channel_gain=0.6,
+        crop_size=16,
+        scale=(1.0, 1.0),
+        ratio=(1.0, 1.0),
+        jitter_p=0,
+        grey_p=0,
+        blur_p=0,
+        flip_p=0,
+        mean=0.0,
+        std=1.0,
+    )
     rgb = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
     rgb_out, flow_out = PairedTransform(train)(rgb, rgb.clone())
     torch.testing.assert_close(flow_out, rgb.float().div(255).permute(1, 0, 2, 3))  # flow: no cast

@@ -174,8 +174,9 @@ def _name_and_weights(name: str | Path, weights: str | Path | None) -> tuple[str
     path = Path(name).expanduser()
     if path.exists():
         if weights is not None:
-            raise ValueError(f"{name} is a path and weights={weights!r} too: pass the path alone, or a model name "
-                             "with weights=...")
+            raise ValueError(
+                f"{name} is a path and weights={weights!r} too: pass the path alone, or a model name with weights=..."
+            )
         return _name_from_weights(path), str(name)
     if isinstance(name, str) and not _looks_like_path(name):
         return name, weights  # an unknown model name: registry.get suggests the nearest

@@ -111,9 +111,21 @@ def create_frame_model(name: str, *, pretrained: bool = False, in_channels: int 
 class FrameTransformer(VideoBackbone):
     """A timm 2D network per frame → linear → CLS + positions → pre-norm ViT blocks; CLS token, ``dim``-d."""
 
-    def __init__(self, *, num_classes: int = 0, dropout: float = 0.0, in_channels: int = 3,
-                 frame_model: str = "resnet50", frame_pretrained: bool = False, freeze_frame_model: bool = True,
-                 dim: int = 768, depth: int = 6, heads: int = 6, mlp_dim: int = 3072, max_frames: int = 32) -> None:
+    def __init__(
+        self,
+        *,
+        num_classes: int = 0,
+        dropout: float = 0.0,
+        in_channels: int = 3,
+        frame_model: str = "resnet50",
+        frame_pretrained: bool = False,
+        freeze_frame_model: bool = True,
+        dim: int = 768,
+        depth: int = 6,
+        heads: int = 6,
+        mlp_dim: int = 3072,
+        max_frames: int = 32,
+    ) -> None:
         super().__init__(num_classes=num_classes, dropout=dropout)
         self.in_channels = in_channels
         self.max_frames = max_frames
@@ -173,12 +185,31 @@ class FrameTransformer(VideoBackbone):
 # ================================================================================================
 # Constructors (registered in videozoo/registry.py)
 # ================================================================================================
-def frame_transformer(*, num_classes: int = 0, dropout: float = 0.0, in_channels: int = 3,
-                      frame_model: str = "resnet50", frame_pretrained: bool = False, freeze_frame_model: bool = True,
-                      dim: int = 768, depth: int = 6, heads: int = 6, mlp_dim: int = 3072,
-                      max_frames: int = 32) -> FrameTransformer:
+def frame_transformer(
+    *,
+    num_classes: int = 0,
+    dropout: float = 0.0,
+    in_channels: int = 3,
+    frame_model: str = "resnet50",
+    frame_pretrained: bool = False,
+    freeze_frame_model: bool = True,
+    dim: int = 768,
+    depth: int = 6,
+    heads: int = 6,
+    mlp_dim: int = 3072,
+    max_frames: int = 32,
+) -> FrameTransformer:
     """CACL's video transformer over any timm frame network; ``dim``-d (768 by default)."""
-    return FrameTransformer(num_classes=num_classes, dropout=dropout, in_channels=in_channels,
-                            frame_model=frame_model, frame_pretrained=frame_pretrained,
-                            freeze_frame_model=freeze_frame_model, dim=dim, depth=depth, heads=heads,
-                            mlp_dim=mlp_dim, max_frames=max_frames)
+    return FrameTransformer(
+        num_classes=num_classes,
+        dropout=dropout,
+        in_channels=in_channels,
+        frame_model=frame_model,
+        frame_pretrained=frame_pretrained,
+        freeze_frame_model=freeze_frame_model,
+        dim=dim,
+        depth=depth,
+        heads=heads,
+        mlp_dim=mlp_dim,
+        max_frames=max_frames,
+    )

@@ -107,8 +107,9 @@ class FullConv(nn.Module):
     def __init__(self, cin: int, cout: int, kernel: Sequence[int], stride: Sequence[int]) -> None:
         super().__init__()
         padding = tuple(k // 2 for k in kernel)
-        self.temporal_spatial_conv = nn.Conv3d(cin, cout, tuple(kernel), stride=tuple(stride), padding=padding,
-                                               bias=False)
+        self.temporal_spatial_conv = nn.Conv3d(
+            cin, cout, tuple(kernel), stride=tuple(stride), padding=padding, bias=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.temporal_spatial_conv(x)
@@ -125,8 +126,7 @@ class FactoredConv(nn.Module):
         super().__init__()
         (t, h, w), (st, sh, sw) = kernel, stride
         mid = (t * h * w * cin * cout) // (h * w * cin + t * cout)
-        self.spatial_conv = nn.Conv3d(cin, mid, (1, h, w), stride=(1, sh, sw), padding=(0, h // 2, w // 2),
-                                      bias=False)
+        self.spatial_conv = nn.Conv3d(cin, mid, (1, h, w), stride=(1, sh, sw), padding=(0, h // 2, w // 2), bias=False)
         self.bn = nn.BatchNorm3d(mid)
         self.relu = nn.ReLU(inplace=True)
         self.temporal_conv = nn.Conv3d(mid, cout, (t, 1, 1), stride=(st, 1, 1), padding=(t // 2, 0, 0), bias=False)
@@ -264,20 +264,28 @@ class VcopResNet(VideoBackbone):
 # ------------------------------------------------------------------------------------------------
 def r2plus1d_18(*, num_classes: int = 0, dropout: float = 0.0, in_channels: int = 3, width: int = 64) -> VideoResNet:
     """R(2+1)D-18 (Tran et al. CVPR 2018); state dicts interchangeable with torchvision's ``r2plus1d_18``."""
-    return VideoResNet(r2plus1d_stem, [conv2plus1d] * 4, num_classes=num_classes, dropout=dropout,
-                       in_channels=in_channels, width=width)
+    return VideoResNet(
+        r2plus1d_stem, [conv2plus1d] * 4, num_classes=num_classes, dropout=dropout, in_channels=in_channels, width=width
+    )
 
 
 def r3d_18(*, num_classes: int = 0, dropout: float = 0.0, in_channels: int = 3, width: int = 64) -> VideoResNet:
     """R3D-18 (Tran et al. CVPR 2018); state dicts interchangeable with torchvision's ``r3d_18``."""
-    return VideoResNet(basic_stem, [conv3x3x3] * 4, num_classes=num_classes, dropout=dropout,
-                       in_channels=in_channels, width=width)
+    return VideoResNet(
+        basic_stem, [conv3x3x3] * 4, num_classes=num_classes, dropout=dropout, in_channels=in_channels, width=width
+    )
 
 
 def mc3_18(*, num_classes: int = 0, dropout: float = 0.0, in_channels: int = 3, width: int = 64) -> VideoResNet:
     """MC3-18, 3D convs in stage 1 only (Tran et al. CVPR 2018); interchangeable with torchvision's ``mc3_18``."""
-    return VideoResNet(basic_stem, [conv3x3x3] + [conv1x3x3] * 3, num_classes=num_classes, dropout=dropout,
-                       in_channels=in_channels, width=width)
+    return VideoResNet(
+        basic_stem,
+        [conv3x3x3] + [conv1x3x3] * 3,
+        num_classes=num_classes,
+        dropout=dropout,
+        in_channels=in_channels,
+        width=width,
+    )
 
 
 def vcop_r3d(
@@ -289,8 +297,9 @@ def vcop_r3d(
     layers: Sequence[int] = (3, 4, 6, 3),
 ) -> VcopResNet:
     """VCOP-style R3D (Xu et al. CVPR 2019) as CACL trains it (Guo et al. CVPR 2022: layers (3, 4, 6, 3))."""
-    return VcopResNet(FullConv, layers=layers, num_classes=num_classes, dropout=dropout, in_channels=in_channels,
-                      width=width)
+    return VcopResNet(
+        FullConv, layers=layers, num_classes=num_classes, dropout=dropout, in_channels=in_channels, width=width
+    )
 
 
 def vcop_r21d(
@@ -302,5 +311,6 @@ def vcop_r21d(
     layers: Sequence[int] = (1, 1, 1, 1),
 ) -> VcopResNet:
     """VCOP-style R(2+1)D-10 (Xu et al. CVPR 2019), CACL's R(2+1)D (Guo et al. CVPR 2022)."""
-    return VcopResNet(FactoredConv, layers=layers, num_classes=num_classes, dropout=dropout,
-                      in_channels=in_channels, width=width)
+    return VcopResNet(
+        FactoredConv, layers=layers, num_classes=num_classes, dropout=dropout, in_channels=in_channels, width=width
+    )

@@ -136,8 +136,24 @@ _INCEPTION = {
     "Mixed_5c": [384, 192, 384, 48, 128, 128],  # → 1024
 }
 # The forward order: max-pools sit between the stages, exactly where CoCLR puts them.
-_LAYERS = ("Conv_1a", "MaxPool_2a", "Conv_2b", "Conv_2c", "MaxPool_3a", "Mixed_3b", "Mixed_3c", "MaxPool_4a",
-           "Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e", "Mixed_4f", "MaxPool_5a", "Mixed_5b", "Mixed_5c")
+_LAYERS = (
+    "Conv_1a",
+    "MaxPool_2a",
+    "Conv_2b",
+    "Conv_2c",
+    "MaxPool_3a",
+    "Mixed_3b",
+    "Mixed_3c",
+    "MaxPool_4a",
+    "Mixed_4b",
+    "Mixed_4c",
+    "Mixed_4d",
+    "Mixed_4e",
+    "Mixed_4f",
+    "MaxPool_5a",
+    "Mixed_5b",
+    "Mixed_5c",
+)
 
 
 class S3D(VideoBackbone):
@@ -150,8 +166,15 @@ class S3D(VideoBackbone):
 
     min_input = (5, 17, 17)
 
-    def __init__(self, *, num_classes: int = 0, dropout: float = 0.0, in_channels: int = 3, gating: bool = False,
-                 width_mult: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        num_classes: int = 0,
+        dropout: float = 0.0,
+        in_channels: int = 3,
+        gating: bool = False,
+        width_mult: float = 1.0,
+    ) -> None:
         super().__init__(num_classes=num_classes, dropout=dropout)
 
         def w(n: int) -> int:
@@ -187,8 +210,8 @@ class S3D(VideoBackbone):
 # ================================================================================================
 # Constructors (registered in videozoo/registry.py)
 # ================================================================================================
-def s3d(*, num_classes: int = 0, dropout: float = 0.0, in_channels: int = 3, gating: bool = False,
-        width_mult: float = 1.0) -> S3D:
+def s3d(
+    *, num_classes: int = 0, dropout: float = 0.0, in_channels: int = 3, gating: bool = False, width_mult: float = 1.0
+) -> S3D:
     """S3D as used by CoCLR (1024-d); ``gating=True`` gives S3D-G; ``width_mult`` scales every width."""
-    return S3D(num_classes=num_classes, dropout=dropout, in_channels=in_channels, gating=gating,
-               width_mult=width_mult)
+    return S3D(num_classes=num_classes, dropout=dropout, in_channels=in_channels, gating=gating, width_mult=width_mult)

@@ -33,8 +33,11 @@ PCM_SCALE = 32768.0  # GDT feeds int16 sample values, not [-1, 1] floats; this s
 class NoAudioError(VideoDecodeError):
     """The file has no audio stream: STiCA-style training must skip it (``scan`` filters such videos)."""
 
-    def __init__(self, path: str | Path, cause: object = "no audio stream (audio-visual training must skip it)",
-                 ) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        cause: object = "no audio stream (audio-visual training must skip it)",
+    ) -> None:
         super().__init__(path, cause)
 
     def __reduce__(self) -> tuple:  # survive pickling out of DataLoader / pool workers with path and message intact
@@ -133,9 +136,17 @@ def mel_filterbank(n_bins: int, n_fft: int, sample_rate: int) -> torch.Tensor:
     return torch.where((i >= left) & (i < centre), rising, 0.0) + torch.where((i >= centre) & (i < right), falling, 0.0)
 
 
-def log_filterbank(wave: torch.Tensor, *, sample_rate: int = 24000, win_ms: float = 20, hop_ms: float = 10,
-                   n_fft: int = 1024, n_bins: int = 257, preemphasis: float = 0.97,
-                   pcm_scale: float = PCM_SCALE) -> torch.Tensor:
+def log_filterbank(
+    wave: torch.Tensor,
+    *,
+    sample_rate: int = 24000,
+    win_ms: float = 20,
+    hop_ms: float = 10,
+    n_fft: int = 1024,
+    n_bins: int = 257,
+    preemphasis: float = 0.97,
+    pcm_scale: float = PCM_SCALE,
+) -> torch.Tensor:
     """STiCA/GDT's log mel filterbank: (samples,) -> (1, n_bins, frames); (N, samples) -> (N, n_bins, frames).
 
     1 s at 24 kHz -> (1, 257, 99). ``pcm_scale`` multiplies a [-1, 1] wave into int16 units as GDT's were
@@ -170,8 +181,14 @@ class VolumeJitter:
         return wave * float(torch.empty(()).uniform_(self.low, self.high))
 
 
-def audio_spectrogram(path: str | Path, start_s: float, duration_s: float = 1.0, *, sample_rate: int = 24000,
-                      volume_jitter: VolumeJitter | None = None) -> torch.Tensor:
+def audio_spectrogram(
+    path: str | Path,
+    start_s: float,
+    duration_s: float = 1.0,
+    *,
+    sample_rate: int = 24000,
+    volume_jitter: VolumeJitter | None = None,
+) -> torch.Tensor:
     """Decode + (jitter) + log filterbank: STiCA's audio input (1, 257, 100 * seconds - 1) for a clip."""
     wave = load_audio_segment(path, start_s, duration_s, sample_rate)
     if volume_jitter is not None:

@@ -75,8 +75,9 @@ def dequantise_flow(flow: torch.Tensor, bound: float = FLOW_BOUND) -> torch.Tens
     return flow[:, :2].float() * (2 * bound / 255.0) - bound
 
 
-def load_raft(*, small: bool = True, weights: str | os.PathLike | dict | None = None,
-              device: str | torch.device = "cpu") -> torch.nn.Module:
+def load_raft(
+    *, small: bool = True, weights: str | os.PathLike | dict | None = None, device: str | torch.device = "cpu"
+) -> torch.nn.Module:
     """torchvision's RAFT (small or large), in eval mode on ``device``.
 
     Pretrained weights cannot be downloaded from here: pass ``weights`` (a path to a state dict saved with
@@ -96,9 +97,16 @@ def load_raft(*, small: bool = True, weights: str | os.PathLike | dict | None = 
 
 
 @torch.inference_mode()
-def raft_flow(frames: torch.Tensor, *, device: str | torch.device = "cpu", small: bool = True,
-              weights: str | os.PathLike | dict | None = None, model: torch.nn.Module | None = None,
-              num_flow_updates: int = 12, batch_size: int = 8) -> torch.Tensor:
+def raft_flow(
+    frames: torch.Tensor,
+    *,
+    device: str | torch.device = "cpu",
+    small: bool = True,
+    weights: str | os.PathLike | dict | None = None,
+    model: torch.nn.Module | None = None,
+    num_flow_updates: int = 12,
+    batch_size: int = 8,
+) -> torch.Tensor:
     """RAFT flow between consecutive frames: uint8 (T, 3, H, W) -> float (T - 1, 2, H, W) px on the CPU.
 
     Pass ``model`` (from :func:`load_raft`) to reuse one network over many calls; otherwise one is built from
@@ -193,8 +201,15 @@ def _extract_one(video: str, out_dir: str, method: str, size, quality: int, raft
     if count == 0:
         shutil.rmtree(partial, ignore_errors=True)
         raise ValueError("fewer than 2 frames: no flow")
-    record = {"frames": count, "height": height, "width": width, "method": method, "size": size,
-              "jpeg_quality": quality, "video": os.path.basename(video)}
+    record = {
+        "frames": count,
+        "height": height,
+        "width": width,
+        "method": method,
+        "size": size,
+        "jpeg_quality": quality,
+        "video": os.path.basename(video),
+    }
     (partial / DONE).write_text(json.dumps(record))
     if final.exists():  # an older unfinished folder without .done
         shutil.rmtree(final)
@@ -227,14 +242,24 @@ class FlowSummary:
 
     def __str__(self) -> str:
         rate = self.flow_frames / self.seconds if self.seconds else 0.0
-        return (f"{len(self.done)} extracted ({self.flow_frames} flow frames, {rate:.1f}/s), "
-                f"{len(self.skipped)} already done, {len(self.failed)} failed")
+        return (
+            f"{len(self.done)} extracted ({self.flow_frames} flow frames, {rate:.1f}/s), "
+            f"{len(self.skipped)} already done, {len(self.failed)} failed"
+        )
 
 
-def extract_flow_folder(src: str | os.PathLike, dst: str | os.PathLike, *, method: str = "tvl1",
-                        workers: int | None = None, size: int | tuple[int, int] | None = None, progress: bool = True,
-                        jpeg_quality: int = 95, device: str | torch.device = "cpu",
-                        raft_weights: str | os.PathLike | dict | None = None) -> FlowSummary:
+def extract_flow_folder(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    method: str = "tvl1",
+    workers: int | None = None,
+    size: int | tuple[int, int] | None = None,
+    progress: bool = True,
+    jpeg_quality: int = 95,
+    device: str | torch.device = "cpu",
+    raft_weights: str | os.PathLike | dict | None = None,
+) -> FlowSummary:
     """Extract flow for every video under the folder ``src``, or for ``src`` itself when it is a video file, into the
     store at ``dst`` (layout: module docstring).
 
@@ -338,9 +363,17 @@ def run_flow_command(args) -> int:
 
     from videozoo.data.decode import NoReadableVideoError
 
-    summary = extract_flow_folder(args.src, args.dst, method=args.method, workers=args.workers, size=args.size,
-                                  progress=not args.quiet, jpeg_quality=args.jpeg_quality, device=args.device,
-                                  raft_weights=args.raft_weights)
+    summary = extract_flow_folder(
+        args.src,
+        args.dst,
+        method=args.method,
+        workers=args.workers,
+        size=args.size,
+        progress=not args.quiet,
+        jpeg_quality=args.jpeg_quality,
+        device=args.device,
+        raft_weights=args.raft_weights,
+    )
     print(summary)
     for video, error in summary.failed.items():
         print(f"failed: {video}: {error}", file=sys.stderr)

@@ -54,13 +54,26 @@ MOTIONS = {  # class -> (kind, sign)
     "left": ("x", -1), "right": ("x", 1), "up": ("y", -1), "down": ("y", 1), "rotate_cw": ("angle", 1),
     "rotate_ccw": ("angle", -1), "zoom_in": ("scale", 1), "zoom_out": ("scale", -1), "oscillate": ("oscillate", 1),
 }  # fmt: skip
-PITCH_BANDS = {"x": (220.0, 440.0), "y": (500.0, 1000.0), "angle": (1100.0, 2200.0), "scale": (2400.0, 4800.0),
-               "oscillate": (220.0, 440.0)}  # Hz: the band names the kind of motion, the glide its direction
+PITCH_BANDS = {
+    "x": (220.0, 440.0),
+    "y": (500.0, 1000.0),
+    "angle": (1100.0, 2200.0),
+    "scale": (2400.0, 4800.0),
+    "oscillate": (220.0, 440.0),
+}  # Hz: the band names the kind of motion, the glide its direction
 
 
-def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, *, fps: float,
-                audio: torch.Tensor | np.ndarray | None = None, sample_rate: int | None = None,
-                codec: str = "mpeg4", audio_codec: str = "aac", bit_rate: int = 2_000_000) -> Path:
+def write_video(
+    path: str | os.PathLike,
+    frames: torch.Tensor | np.ndarray,
+    *,
+    fps: float,
+    audio: torch.Tensor | np.ndarray | None = None,
+    sample_rate: int | None = None,
+    codec: str = "mpeg4",
+    audio_codec: str = "aac",
+    bit_rate: int = 2_000_000,
+) -> Path:
     """Write uint8 frames (T, C, H, W) (C = 3, or 1 for grey) as a video with PyAV, with an optional mono
     float audio track (samples,) in [-1, 1] at ``sample_rate``. H and W must be even (yuv420p)."""
     path = Path(path)
@@ -124,8 +137,9 @@ def _sprite(rng: np.random.Generator, radius: int) -> np.ndarray:
     return np.dstack([texture, alpha])
 
 
-def _trajectory(kind: str, sign: int, pose: np.random.Generator, rng: np.random.Generator, frames: int, height: int,
-                width: int) -> dict:
+def _trajectory(
+    kind: str, sign: int, pose: np.random.Generator, rng: np.random.Generator, frames: int, height: int, width: int
+) -> dict:
     """Per-frame centre (x, y), angle (deg, clockwise on screen) and scale of one object, and the audio cue.
 
     The object's pose (its centre at mid-clip, its angle at the start) comes from ``pose``, the scene's generator:
@@ -150,15 +164,27 @@ def _trajectory(kind: str, sign: int, pose: np.random.Generator, rng: np.random.
         cx, cy = width / 2 + scale * (cx - width / 2), height / 2 + scale * (cy - height / 2)
     elif kind == "oscillate":
         cx = cx + rng.uniform(0.15, 0.25) * width * np.sin(2 * np.pi * t / rng.uniform(8, 16) + rng.uniform(0, 6.3))
-    cue = {"x": cx / width, "y": cy / height, "angle": (angle - angle.min()) / max(np.ptp(angle), 1e-6),
-           "scale": (np.log(scale) - np.log(scale).min()) / max(np.ptp(np.log(scale)), 1e-6),
-           "oscillate": cx / width}[kind]
+    cue = {
+        "x": cx / width,
+        "y": cy / height,
+        "angle": (angle - angle.min()) / max(np.ptp(angle), 1e-6),
+        "scale": (np.log(scale) - np.log(scale).min()) / max(np.ptp(np.log(scale)), 1e-6),
+        "oscillate": cx / width,
+    }[kind]
     return {"cx": cx, "cy": cy, "angle": angle, "scale": scale, "cue": np.clip(cue, 0, 1)}
 
 
-def render_clip(label: str, *, frames: int, size: tuple[int, int], appearance_seed: Sequence[int],
-                motion_seed: Sequence[int], colour_cast: float = 0.0, object_size: tuple[float, float] = (0.14, 0.22),
-                objects: tuple[int, int] = (1, 2)) -> tuple[np.ndarray, np.ndarray]:
+def render_clip(
+    label: str,
+    *,
+    frames: int,
+    size: tuple[int, int],
+    appearance_seed: Sequence[int],
+    motion_seed: Sequence[int],
+    colour_cast: float = 0.0,
+    object_size: tuple[float, float] = (0.14, 0.22),
+    objects: tuple[int, int] = (1, 2),
+) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (T, H, W, 3) frames of one video of class ``label``, and its per-frame audio cue in [0, 1].
 
     The scene (background, ``objects`` = (fewest, most) objects of radius ``object_size`` = (min, max) fractions
@@ -168,8 +194,10 @@ def render_clip(label: str, *, frames: int, size: tuple[int, int], appearance_se
     if colour_cast < 0:
         raise ValueError(f"colour_cast must be >= 0 (the half-width of the log channel gains), got {colour_cast}")
     if not 0 < object_size[0] <= object_size[1] <= 0.5:
-        raise ValueError(f"object_size must be (min, max) radii with 0 < min <= max <= 0.5 of the short side, "
-                         f"got {tuple(object_size)}")
+        raise ValueError(
+            f"object_size must be (min, max) radii with 0 < min <= max <= 0.5 of the short side, "
+            f"got {tuple(object_size)}"
+        )
     if not 1 <= objects[0] <= objects[1] <= 2:
         raise ValueError(f"objects must be (fewest, most) with 1 <= fewest <= most <= 2, got {tuple(objects)}")
     kind, sign = MOTIONS[label]
@@ -188,14 +216,16 @@ def render_clip(label: str, *, frames: int, size: tuple[int, int], appearance_se
         canvas = background
         if kind == "scale":  # the zoom reaches the background (about the frame centre), so flow diverges everywhere
             zoom = cv2.getRotationMatrix2D((width / 2, height / 2), 0, paths[0]["scale"][t])
-            canvas = cv2.warpAffine(background, zoom, (width, height), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REFLECT_101)
+            canvas = cv2.warpAffine(
+                background, zoom, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+            )
         for sprite, path in zip(sprites, paths):
             centre = (radius, radius)
             matrix = cv2.getRotationMatrix2D(centre, -path["angle"][t], path["scale"][t])  # cv2: ccw-positive
             matrix[:, 2] += (path["cx"][t] - radius, path["cy"][t] - radius)
-            warped = cv2.warpAffine(sprite, matrix, (width, height), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            warped = cv2.warpAffine(
+                sprite, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+            )
             alpha = warped[..., 3:]
             canvas = canvas * (1 - alpha) + warped[..., :3] * alpha
         video[t] = canvas
@@ -216,12 +246,25 @@ def tone(cue: np.ndarray, kind: str, *, fps: float, sample_rate: int, rng: np.ra
     return wave.astype(np.float32)
 
 
-def make_synthetic_dataset(root: str | os.PathLike, *, classes: Sequence[str] = CLASSES, videos_per_class: int = 8,
-                           frames: int = 32, size: tuple[int, int] = (64, 64), fps: float = 16, audio: bool = False,
-                           seed: int = 0, codec: str = "mpeg4", clips_per_group: int = 2, sample_rate: int = 16000,
-                           scenes: int | None = None, colour_cast: float = 0.0,
-                           object_size: tuple[float, float] = (0.14, 0.22), objects: tuple[int, int] = (1, 2),
-                           progress: bool = False) -> Path:
+def make_synthetic_dataset(
+    root: str | os.PathLike,
+    *,
+    classes: Sequence[str] = CLASSES,
+    videos_per_class: int = 8,
+    frames: int = 32,
+    size: tuple[int, int] = (64, 64),
+    fps: float = 16,
+    audio: bool = False,
+    seed: int = 0,
+    codec: str = "mpeg4",
+    clips_per_group: int = 2,
+    sample_rate: int = 16000,
+    scenes: int | None = None,
+    colour_cast: float = 0.0,
+    object_size: tuple[float, float] = (0.14, 0.22),
+    objects: tuple[int, int] = (1, 2),
+    progress: bool = False,
+) -> Path:
     """Write the dataset (layout and ``scenes``: module docstring; ``colour_cast``, ``object_size`` and
     ``objects``: :func:`render_clip`) and return ``root``. Same ``seed`` -> same videos."""
     unknown = [c for c in classes if c not in MOTIONS]
@@ -235,15 +278,30 @@ def make_synthetic_dataset(root: str | os.PathLike, *, classes: Sequence[str] = 
     for ci, label, i in tqdm(jobs, desc="synthetic videos", disable=not progress):
         group = i // clips_per_group + 1
         look = (seed, ci, group, 0) if scenes is None else (seed, (group - 1) % scenes, 3)
-        video, cue = render_clip(label, frames=frames, size=size, appearance_seed=look, motion_seed=(seed, ci, i, 1),
-                                 colour_cast=colour_cast, object_size=object_size, objects=objects)
+        video, cue = render_clip(
+            label,
+            frames=frames,
+            size=size,
+            appearance_seed=look,
+            motion_seed=(seed, ci, i, 1),
+            colour_cast=colour_cast,
+            object_size=object_size,
+            objects=objects,
+        )
         wave = None
         if audio:
-            wave = tone(cue, MOTIONS[label][0], fps=fps, sample_rate=sample_rate,
-                        rng=np.random.default_rng([seed, ci, i, 2]))
+            wave = tone(
+                cue, MOTIONS[label][0], fps=fps, sample_rate=sample_rate, rng=np.random.default_rng([seed, ci, i, 2])
+            )
         rel = f"{label}/{label}_{i:03d}_g{group:02d}_c{i % clips_per_group + 1:02d}.mp4"
-        write_video(root / rel, rearrange(torch.from_numpy(video), "t h w c -> t c h w"), fps=fps, audio=wave,
-                    sample_rate=sample_rate if audio else None, codec=codec)
+        write_video(
+            root / rel,
+            rearrange(torch.from_numpy(video), "t h w c -> t c h w"),
+            fps=fps,
+            audio=wave,
+            sample_rate=sample_rate if audio else None,
+            codec=codec,
+        )
         rows.append((rel, label))
         groups.append((rel, group, ci + 1))
     _write_annotations(root, classes, rows, groups)

@@ -19,6 +19,7 @@ exact resume); :class:`Classifier` is the "method" it trains. Layout of ``out_di
     results.json  predictions.csv  confusion_matrix.png     the final video-level evaluation (and the config)
     model/                                     the fine-tuned model: safetensors, config.json, README card
 """
+
 from __future__ import annotations
 
 import copy
@@ -58,8 +59,15 @@ class Classifier(Method):
 
     compile_verified = True  # tests/test_compile.py: Trainer(compile="auto") compiles it on CUDA
 
-    def __init__(self, *, backbone: nn.Module, num_classes: int, dropout: float = 0.0,
-                 label_smoothing: float = 0.0, freeze: Literal["backbone"] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        num_classes: int,
+        dropout: float = 0.0,
+        label_smoothing: float = 0.0,
+        freeze: Literal["backbone"] | None = None,
+    ) -> None:
         super().__init__()
         if freeze not in (None, "backbone"):
             raise ValueError(f"freeze must be None or 'backbone', got {freeze!r}")
@@ -112,8 +120,14 @@ def _collect_notes(entries: Sequence[str] | None, *, into: dict[str, str]) -> No
             into.setdefault(path, note)
 
 
-def param_groups(model: nn.Module, *, lr: float, backbone_lr: float, weight_decay: float = 0.0,
-                 freeze: Literal["backbone"] | None = None) -> list[dict[str, Any]]:
+def param_groups(
+    model: nn.Module,
+    *,
+    lr: float,
+    backbone_lr: float,
+    weight_decay: float = 0.0,
+    freeze: Literal["backbone"] | None = None,
+) -> list[dict[str, Any]]:
     """Optimizer groups: ``head`` (``fc``) at ``lr``, ``backbone`` (the rest) at ``backbone_lr``.
 
     The papers fine-tune the pretrained layers ten times more gently than the new head (CoCLR: 1e-3 / 1e-4,
@@ -161,8 +175,9 @@ class _TrainData(torch.utils.data.Dataset):
         return sample
 
 
-def _dataset(source: Any, *, model: nn.Module, train: bool, classes: Sequence[str] | None,
-             transform: Callable | None) -> Any:
+def _dataset(
+    source: Any, *, model: nn.Module, train: bool, classes: Sequence[str] | None, transform: Callable | None
+) -> Any:
     """A folder (``<class>/<video>``), a ``.csv``/``.txt`` list, or a dataset; clips sampled as the model expects."""
     from videozoo.api import input_spec_of, transforms_for
     from videozoo.data import RandomClipSampler, UniformClipSampler, VideoFolder, VideoList
@@ -177,8 +192,9 @@ def _dataset(source: Any, *, model: nn.Module, train: bool, classes: Sequence[st
         if path.is_dir():
             dataset = VideoFolder(path, transform=transform, sampler=sampler)
         elif path.suffix.lower() in (".csv", ".txt") and path.is_file():
-            dataset = VideoList(path, transform=transform, sampler=sampler,
-                                classes=list(classes) if classes is not None else None)
+            dataset = VideoList(
+                path, transform=transform, sampler=sampler, classes=list(classes) if classes is not None else None
+            )
         else:
             raise FileNotFoundError(f"{path}: expected a folder of <class>/<video> files or a .csv/.txt list")
     else:
@@ -510,8 +526,16 @@ class _Progress:
 
 
 @torch.no_grad()
-def _clip_accuracy(model: nn.Module, dataset: Any, *, batch_size: int, num_workers: int, device: torch.device,
-                   amp: str | None, seed: int) -> tuple[float, float]:
+def _clip_accuracy(
+    model: nn.Module,
+    dataset: Any,
+    *,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    amp: str | None,
+    seed: int,
+) -> tuple[float, float]:
     """(correct, clips) on this rank's share of ``dataset``: one centre clip per video, a quick per-epoch check."""
     import torch.distributed as dist
 
@@ -519,15 +543,17 @@ def _clip_accuracy(model: nn.Module, dataset: Any, *, batch_size: int, num_worke
 
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     share = torch.utils.data.Subset(SeededDataset(dataset, seed), range(rank, len(dataset), world))
-    loader = torch.utils.data.DataLoader(share, batch_size=batch_size, num_workers=num_workers,
-                                         generator=torch.Generator().manual_seed(seed))
+    loader = torch.utils.data.DataLoader(
+        share, batch_size=batch_size, num_workers=num_workers, generator=torch.Generator().manual_seed(seed)
+    )
     was_training = model.training
     model.eval()
     counts = torch.zeros(2, device=device)
     for batch in loader:
         video, label = batch["video"].to(device), batch["label"].to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16,
-                            enabled=amp is not None):
+        with torch.autocast(
+            device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16, enabled=amp is not None
+        ):
             if video.ndim == 6:  # several views per video: their logits averaged
                 logits = model(video.flatten(0, 1)).float().unflatten(0, video.shape[:2]).mean(dim=1)
             else:
@@ -601,8 +627,10 @@ def _test_protocol(evaluation: Evaluation, model: nn.Module) -> dict[str, Any]:
 def _describe_protocol(protocol: Mapping[str, Any], average: str) -> str:
     n = protocol.get("clips", 10)
     clips = "every window" if protocol.get("sampling") == "sliding" else f"{n} clip{'s' if n != 1 else ''}"
-    return (f"video-level: {clips} ({protocol.get('sampling', 'uniform')}) x {protocol.get('crops', 3)} crops, "
-            f"{'softmax probabilities' if average == 'prob' else 'logits'} averaged")
+    return (
+        f"video-level: {clips} ({protocol.get('sampling', 'uniform')}) x {protocol.get('crops', 3)} crops, "
+        f"{'softmax probabilities' if average == 'prob' else 'logits'} averaged"
+    )
 
 
 def _record(metrics: dict[str, Any], padded: dict[str, str], config: FinetuneConfig) -> None:
@@ -640,8 +668,15 @@ def _save(model: nn.Module, data: _Data, run: _Run, kept: _Kept, metrics: Mappin
     found = []
     for key, name in (("top1", "top-1"), ("top5", "top-5"), ("val_acc", "top-1")):
         if key in metrics and (key != "top5" or len(classes) > 5):
-            found.append(Metric(f"{task} {kind}", name, round(100 * float(metrics[key]), 2),
-                                metrics.get("description", ""), "videozoo.finetune"))
+            found.append(
+                Metric(
+                    f"{task} {kind}",
+                    name,
+                    round(100 * float(metrics[key]), 2),
+                    metrics.get("description", ""),
+                    "videozoo.finetune",
+                )
+            )
     fields = {"description": f"{settings['model']} fine-tuned ({kind}) on {task}, {len(classes)} classes.",
               "source": f"Fine-tuned with `videozoo.finetune` from {settings['start']}.",
               "finetuned_from": settings["model"], "finetuned_on": task, "epochs": run.trainer.epoch,

@@ -180,17 +180,42 @@ def linear_probe(
     test_x, test_y = _prepare(test_feats, test_labels, normalize, device)
     num_classes = num_classes or int(max(train_y.max(), test_y.max())) + 1
     milestones = tuple(milestones) if milestones is not None else (int(0.6 * epochs), int(0.8 * epochs))
-    settings = {"num_classes": num_classes, "epochs": epochs, "lr": lr, "momentum": momentum,
-                "batch_size": batch_size, "schedule": schedule, "milestones": milestones, "bn": bn, "seed": seed}
+    settings = {
+        "num_classes": num_classes,
+        "epochs": epochs,
+        "lr": lr,
+        "momentum": momentum,
+        "batch_size": batch_size,
+        "schedule": schedule,
+        "milestones": milestones,
+        "bn": bn,
+        "seed": seed,
+    }
     sweep: dict[float, float] = {}
     if not isinstance(weight_decay, int | float):
         perm = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(seed)).to(device)
         n_val = max(1, round(val_fraction * len(perm)))
         val, fit = perm[:n_val], perm[n_val:]
-        sweep = sweep_weight_decay(train_x[fit], train_y[fit], train_x[val], train_y[val],
-                                   weight_decays=weight_decay, **settings)  # features already normalised
+        sweep = sweep_weight_decay(
+            train_x[fit], train_y[fit], train_x[val], train_y[val], weight_decays=weight_decay, **settings
+        )  # features already normalised
         weight_decay = max(sweep, key=lambda wd: (sweep[wd], -wd))  # ties: the smallest decay
-    model, top1, top5, history = _train(train_x, train_y, test_x, test_y, weight_decay=float(weight_decay),
-                                        eval_every=eval_every, progress=progress, **settings)
-    return LinearProbeResult(accuracy=top1, top5=top5, classifier=model, weight_decay=float(weight_decay),
-                             normalize=normalize, history=history, sweep=sweep)
+    model, top1, top5, history = _train(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        weight_decay=float(weight_decay),
+        eval_every=eval_every,
+        progress=progress,
+        **settings,
+    )
+    return LinearProbeResult(
+        accuracy=top1,
+        top5=top5,
+        classifier=model,
+        weight_decay=float(weight_decay),
+        normalize=normalize,
+        history=history,
+        sweep=sweep,
+    )

@@ -210,9 +210,16 @@ def recall_at_k(
     if q_labels.shape[0] != query_feats.shape[0] or g_labels.shape[0] != gallery_feats.shape[0]:
         raise ValueError("one label per feature row is needed for queries and gallery")
     query_mean, gallery_mean = _means(query_feats, gallery_feats, center)
-    _, top = nearest_neighbours(query_feats, gallery_feats, k=max(ks), query_mean=query_mean,
-                                gallery_mean=gallery_mean, chunk_size=chunk_size,
-                                gallery_chunk_size=gallery_chunk_size, device=device)  # (Q, k)
+    _, top = nearest_neighbours(
+        query_feats,
+        gallery_feats,
+        k=max(ks),
+        query_mean=query_mean,
+        gallery_mean=gallery_mean,
+        chunk_size=chunk_size,
+        gallery_chunk_size=gallery_chunk_size,
+        device=device,
+    )  # (Q, k)
     hits = g_labels[top] == q_labels[:, None]  # (Q, k), best first
     return {f"R@{k}": hits[:, :k].any(dim=1).float().mean().item() for k in ks}
 
@@ -230,8 +237,16 @@ def retrieval_from_features(
 ) -> dict[str, Any]:
     """R@k of extracted features under ``protocol``'s centring; ``*_labels`` has one label per row (``.paths``)."""
     proto = _protocol(protocol)
-    recalls = recall_at_k(query.features, query_labels, gallery.features, gallery_labels, ks=ks, center=proto.center,
-                          chunk_size=chunk_size, device=device)
+    recalls = recall_at_k(
+        query.features,
+        query_labels,
+        gallery.features,
+        gallery_labels,
+        ks=ks,
+        center=proto.center,
+        chunk_size=chunk_size,
+        device=device,
+    )
     return {
         **recalls,
         "protocol": {"name": _name(proto), **dataclasses.asdict(proto)},
@@ -290,15 +305,17 @@ def evaluate_retrieval(
         if cached is not None and cached.is_file():
             result = load_features(cached)
         else:
-            result = extract_features(model, videos, protocol=protocol, batch_size=batch_size, device=device,
-                                      progress=progress)
+            result = extract_features(
+                model, videos, protocol=protocol, batch_size=batch_size, device=device, progress=progress
+            )
             if cached is not None:
                 save_features(result, cached, model_name=str(getattr(model, "zoo_name", "")))
         label_of = {str(v): int(y) for v, y in zip(videos, labels)}
         sets[name] = (result, [label_of[p] for p in result.paths])
     (query, q_labels), (gallery, g_labels) = sets["query"], sets["gallery"]
-    results = retrieval_from_features(query, q_labels, gallery, g_labels, protocol=protocol, ks=ks,
-                                      chunk_size=chunk_size)
+    results = retrieval_from_features(
+        query, q_labels, gallery, g_labels, protocol=protocol, ks=ks, chunk_size=chunk_size
+    )
     results["model"] = getattr(model, "zoo_name", type(model).__name__)
     if out is not None:
         write_json(out, results)

@@ -67,8 +67,9 @@ def search(
         raise ValueError(f"{len(excluded)} exclude entries for {query.shape[0]} queries")
     mean = index.features.float().mean(dim=0) if center else None  # (D,) both sides: the index mean
     extra = 1 if any(p is not None for p in excluded) else 0  # room for the dropped self-match
-    scores, rows = nearest_neighbours(query, index.features, k=k + extra, query_mean=mean, gallery_mean=mean,
-                                      chunk_size=chunk_size)  # (Q, k + extra)
+    scores, rows = nearest_neighbours(
+        query, index.features, k=k + extra, query_mean=mean, gallery_mean=mean, chunk_size=chunk_size
+    )  # (Q, k + extra)
     results = []
     for skip, values, ids in zip(excluded, scores.tolist(), rows.tolist()):
         hits = [(index.paths[i], v) for v, i in zip(values, ids) if skip is None or _norm(index.paths[i]) != skip]

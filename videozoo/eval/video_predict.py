@@ -236,8 +236,17 @@ def predict_videos(
     results = []
     for path in tqdm(paths, desc="predicting", unit="video", disable=not progress):
         try:
-            scores, views = video_scores(model, path, clips=clips, crops=crops, sampling=sampling, step=step,
-                                         average=average, batch_size=batch_size, device=device)
+            scores, views = video_scores(
+                model,
+                path,
+                clips=clips,
+                crops=crops,
+                sampling=sampling,
+                step=step,
+                average=average,
+                batch_size=batch_size,
+                device=device,
+            )
         except VideoDecodeError as exc:
             results.append(VideoPrediction(str(path), None, average, error=str(exc.cause or exc)))
             continue
@@ -293,9 +302,19 @@ def evaluate_videos(
 
     if len(paths) != len(labels):
         raise ValueError(f"{len(paths)} videos but {len(labels)} labels")
-    predictions = predict_videos(model, paths, clips=clips, crops=crops, topk=max(ks), average=average,
-                                 sampling=sampling, step=step, batch_size=batch_size, device=device,
-                                 progress=progress)
+    predictions = predict_videos(
+        model,
+        paths,
+        clips=clips,
+        crops=crops,
+        topk=max(ks),
+        average=average,
+        sampling=sampling,
+        step=step,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    )
     kept = [(p, y) for p, y in zip(predictions, labels) if p.scores is not None]
     if not kept:
         raise NoReadableVideoError(f"none of the {len(paths)} videos could be read")
@@ -314,10 +333,15 @@ def evaluate_videos(
     if out_dir is not None:
         out = Path(out_dir)
         video_paths = [p.path for p, _ in kept]
-        metrics.write_predictions_csv(out / "predictions.csv", paths=video_paths, scores=scores, labels=truth,
-                                      class_names=names, topk=max(ks))
+        metrics.write_predictions_csv(
+            out / "predictions.csv", paths=video_paths, scores=scores, labels=truth, class_names=names, topk=max(ks)
+        )
         matrix = metrics.confusion_matrix(scores.argmax(dim=1), truth, num_classes=scores.shape[1])
-        metrics.plot_confusion_matrix(matrix, out / "confusion_matrix.png", class_names=names,
-                                      title=f"{results['model']}: top-1 {results['top1']:.1%}")
+        metrics.plot_confusion_matrix(
+            matrix,
+            out / "confusion_matrix.png",
+            class_names=names,
+            title=f"{results['model']}: top-1 {results['top1']:.1%}",
+        )
         metrics.write_json(out / "results.json", results)
     return results

@@ -50,8 +50,9 @@ class QKAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, N, D); each projection split into heads: (B, h, N, D/h)
-        q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.heads) for t in (self.q_lin(x), self.k_lin(x),
-                                                                               self.v_lin(x)))
+        q, k, v = (
+            rearrange(t, "b n (h d) -> b h n d", h=self.heads) for t in (self.q_lin(x), self.k_lin(x), self.v_lin(x))
+        )
         context = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
         return self.out_lin(rearrange(context, "b h n d -> b n (h d)"))  # (B, N, D)
 
@@ -103,8 +104,18 @@ class TransformerPooling(nn.Module):
             clips), which repeats steps of temporal crops shorter than that.
     """
 
-    def __init__(self, *, dim: int = 512, depth: int = 2, heads: int = 4, ffn_dim: int = 2048, dropout: float = 0.0,
-                 eps: float = 1e-12, value_output_proj: bool = False, time_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        dim: int = 512,
+        depth: int = 2,
+        heads: int = 4,
+        ffn_dim: int = 2048,
+        dropout: float = 0.0,
+        eps: float = 1e-12,
+        value_output_proj: bool = False,
+        time_steps: int | None = None,
+    ) -> None:
         super().__init__()
         self.dim = dim
         self.depth = depth
@@ -125,8 +136,10 @@ class TransformerPooling(nn.Module):
         if x.ndim == 5 and x.shape[1] == self.dim:
             x = reduce(x, "b d t h w -> b t d", "mean")
         elif not (x.ndim == 3 and x.shape[2] == self.dim):
-            raise ValueError(f"TransformerPooling(dim={self.dim}) expects (B, {self.dim}, T, H, W) or "
-                             f"(B, T, {self.dim}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"TransformerPooling(dim={self.dim}) expects (B, {self.dim}, T, H, W) or "
+                f"(B, T, {self.dim}), got {tuple(x.shape)}"
+            )
         if self.time_steps is not None:
             x = rearrange(x, "b t d -> b d t")
             x = rearrange(F.adaptive_avg_pool1d(x, self.time_steps), "b d t -> b t d")

@@ -32,8 +32,21 @@ DATASETS = {
     "howto100m": ("howto100m", "HowTo100M"),
     "ig65m": ("ig65m", "IG-65M"),
 }
-HUB_LICENSES = {"apache-2.0", "mit", "bsd-3-clause", "bsd-2-clause", "cc-by-4.0", "cc-by-nc-4.0", "cc-by-sa-4.0",
-                "cc-by-nc-sa-4.0", "cc0-1.0", "gpl-3.0", "lgpl-3.0", "openrail", "unlicense"}
+HUB_LICENSES = {
+    "apache-2.0",
+    "mit",
+    "bsd-3-clause",
+    "bsd-2-clause",
+    "cc-by-4.0",
+    "cc-by-nc-4.0",
+    "cc-by-sa-4.0",
+    "cc-by-nc-sa-4.0",
+    "cc0-1.0",
+    "gpl-3.0",
+    "lgpl-3.0",
+    "openrail",
+    "unlicense",
+}
 
 
 def render_card(config: Mapping[str, Any], *, entry: ModelEntry | None, directory: Path) -> str:
@@ -57,8 +70,9 @@ def _datasets(name: str, extra: Mapping[str, Any]) -> list[tuple[str, str]]:
     return list(dict.fromkeys(found))
 
 
-def _front_matter(config: Mapping[str, Any], entry: ModelEntry | None, licence: str,
-                  datasets: list[tuple[str, str]]) -> str:
+def _front_matter(
+    config: Mapping[str, Any], entry: ModelEntry | None, licence: str, datasets: list[tuple[str, str]]
+) -> str:
     from huggingface_hub import EvalResult, ModelCardData
 
     extra = config.get("card") or {}
@@ -95,8 +109,9 @@ def _eval_result(cls: Any, m: Mapping[str, Any]) -> Any:
     )
 
 
-def _body(config: Mapping[str, Any], entry: ModelEntry | None, licence: str, datasets: list[tuple[str, str]],
-          directory: Path) -> str:
+def _body(
+    config: Mapping[str, Any], entry: ModelEntry | None, licence: str, datasets: list[tuple[str, str]], directory: Path
+) -> str:
     extra = config.get("card") or {}
     name, arch = config["name"], config["architecture"]
     spec = input_spec_from_config(config)
@@ -106,10 +121,14 @@ def _body(config: Mapping[str, Any], entry: ModelEntry | None, licence: str, dat
     head = f"{config['num_classes']}-way classifier (`fc`)" if config.get("num_classes") else "none: pooled embedding"
     if config.get("class_names"):
         head += f", classes: {', '.join(map(str, config['class_names'][:8]))}" + (
-            ", ..." if len(config["class_names"]) > 8 else "")
+            ", ..." if len(config["class_names"]) > 8 else ""
+        )
     rows = [
-        ("Architecture", f"`{arch}`" + (f" ({entry.description})" if entry and entry.kind == "backbone"
-                                        and entry.name != name else "")),
+        (
+            "Architecture",
+            f"`{arch}`"
+            + (f" ({entry.description})" if entry and entry.kind == "backbone" and entry.name != name else ""),
+        ),
         ("Method / paper", paper),
         ("Pretraining data", data),
         ("Input", _describe_input(spec)),
@@ -120,16 +139,39 @@ def _body(config: Mapping[str, Any], entry: ModelEntry | None, licence: str, dat
     out = [f"# {name}", "", str(description), "", "| | |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in rows]
     out += ["", "## How these weights were made", "", _provenance(extra, entry)]
-    details = {k: v for k, v in extra.items() if k not in {"recipe_command", "description", "paper", "licence",
-                                                           "license", "tags", "datasets", "data", "repo_id",
-                                                           "source"}}
+    details = {
+        k: v
+        for k, v in extra.items()
+        if k
+        not in {
+            "recipe_command",
+            "description",
+            "paper",
+            "licence",
+            "license",
+            "tags",
+            "datasets",
+            "data",
+            "repo_id",
+            "source",
+        }
+    }
     if details:
         out += [""] + [f"- {k.replace('_', ' ')}: {v}" for k, v in details.items()]
     out += ["", "## Results", "", *_metrics_table(config.get("metrics") or ())]
     out += ["", "## Licence", "", f"{licence}." if licence != "unknown" else "Not recorded: ask the author."]
-    out += ["", "## Usage", "", "```python", *_usage(config, entry, spec, directory), "```", "",
-            f"Preprocessing belongs to the model: `videozoo.transforms_for(model)`. Saved with videozoo "
-            f"{config.get('videozoo_version')}; format described in videozoo's docs/weights.md.", ""]
+    out += [
+        "",
+        "## Usage",
+        "",
+        "```python",
+        *_usage(config, entry, spec, directory),
+        "```",
+        "",
+        f"Preprocessing belongs to the model: `videozoo.transforms_for(model)`. Saved with videozoo "
+        f"{config.get('videozoo_version')}; format described in videozoo's docs/weights.md.",
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -147,8 +189,10 @@ def _provenance(extra: Mapping[str, Any], entry: ModelEntry | None) -> str:
         return str(extra["source"])
     weights = entry.weights if entry else None
     if weights and weights.official_file:
-        return (f"Converted from the official checkpoint `{weights.official_file}` with "
-                f"`videozoo convert {weights.official_file} --to {entry.name}` (converter `{weights.converter}`).")
+        return (
+            f"Converted from the official checkpoint `{weights.official_file}` with "
+            f"`videozoo convert {weights.official_file} --to {entry.name}` (converter `{weights.converter}`)."
+        )
     if weights and weights.recipe:
         return f"Reproduced with:\n\n```bash\n{weights.recipe}\n```"
     return "Not recorded."
@@ -158,8 +202,11 @@ def _metrics_table(metrics: Any) -> list[str]:
     if not metrics:
         return ["No evaluation was recorded with these weights."]
     rows = ["| Task | Metric | Value | Protocol | Source |", "|---|---|---|---|---|"]
-    rows += [f"| {m['task']} | {m['metric']} | {_number(m['value'])} | {m.get('protocol') or '-'} | "
-             f"{m.get('source') or '-'} |" for m in metrics]
+    rows += [
+        f"| {m['task']} | {m['metric']} | {_number(m['value'])} | {m.get('protocol') or '-'} | "
+        f"{m.get('source') or '-'} |"
+        for m in metrics
+    ]
     return rows
 
 
@@ -180,10 +227,13 @@ def _usage(config: Mapping[str, Any], entry: ModelEntry | None, spec: Any, direc
         shape, layout = f"1, 3, {frames}, {crop}, {crop}", "(B, C, T, H, W), normalised"
     n = config.get("num_classes")
     out = f"(1, {n}) logits" if n else f"(1, {config.get('num_features') or 'D'}) embedding"
-    return ["import torch, videozoo", "",
-            f"model = {load}.eval()",
-            f"clip = torch.randn({shape})  # {layout}",
-            f"output = model(clip)  # {out}"]
+    return [
+        "import torch, videozoo",
+        "",
+        f"model = {load}.eval()",
+        f"clip = torch.randn({shape})  # {layout}",
+        f"output = model(clip)  # {out}",
+    ]
 
 
 def _number(value: Any) -> str:

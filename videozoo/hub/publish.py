@@ -22,8 +22,14 @@ from typing import Any
 from videozoo.hub.errors import ChecksumError, WeightsError, WeightsFormatError
 from videozoo.hub.weights import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, sha256_file
 
-__all__ = ["IncompleteCardError", "Published", "add_publish_arguments", "check_publishable", "publish",
-           "run_publish_command"]
+__all__ = [
+    "IncompleteCardError",
+    "Published",
+    "add_publish_arguments",
+    "check_publishable",
+    "publish",
+    "run_publish_command",
+]
 
 HEADS_NAME = "heads.safetensors"
 UPLOADED = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, HEADS_NAME)
@@ -46,7 +52,8 @@ class Published:
     def registry_weights(self, *, official_file: str | None = None, converter: str | None = None) -> str:
         """The ``Weights(...)`` to put in ``videozoo/registry.py`` for this upload."""
         extra = (f", official_file={official_file!r}" if official_file else "") + (
-            f", converter={converter!r}" if converter else "")
+            f", converter={converter!r}" if converter else ""
+        )
         return f"Weights(repo_id={self.repo_id!r}, revision={self.revision!r}, sha256={self.sha256!r}{extra})"
 
 
@@ -57,35 +64,56 @@ def check_publishable(directory: str | os.PathLike[str]) -> dict[str, Any]:
     directory = Path(directory)
     missing_files = [n for n in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME) if not (directory / n).is_file()]
     if missing_files:
-        raise WeightsFormatError(f"{directory} lacks {', '.join(missing_files)}: publish a directory written by "
-                                 "videozoo.save_pretrained or `videozoo convert`")
+        raise WeightsFormatError(
+            f"{directory} lacks {', '.join(missing_files)}: publish a directory written by "
+            "videozoo.save_pretrained or `videozoo convert`"
+        )
     config = json.loads((directory / CONFIG_NAME).read_text())
     actual = sha256_file(directory / WEIGHTS_NAME)
     if actual != config.get("sha256"):
-        raise ChecksumError(f"{directory / WEIGHTS_NAME} has sha256 {actual}, but config.json records "
-                            f"{config.get('sha256')}: the weights changed after saving. Save them again.",
-                            expected=config.get("sha256"), actual=actual)
+        raise ChecksumError(
+            f"{directory / WEIGHTS_NAME} has sha256 {actual}, but config.json records "
+            f"{config.get('sha256')}: the weights changed after saving. Save them again.",
+            expected=config.get("sha256"),
+            actual=actual,
+        )
     card = ModelCard.load(directory / CARD_NAME)
     extra = config.get("card") or {}
     problems = []
     if not config.get("metrics") or not card.data.eval_results:
-        problems.append("metrics: no numbers measured with these weights (pass metrics=[Metric(task, metric, value, "
-                        "protocol, source)] to save_pretrained / `videozoo convert` of the official release)")
+        problems.append(
+            "metrics: no numbers measured with these weights (pass metrics=[Metric(task, metric, value, "
+            "protocol, source)] to save_pretrained / `videozoo convert` of the official release)"
+        )
     licence = card.data.license
-    if not licence or (licence == "other" and card.data.license_name in (None, "unknown")) or \
-            "Not recorded" in _section(card.text, "Licence"):
+    if (
+        not licence
+        or (licence == "other" and card.data.license_name in (None, "unknown"))
+        or "Not recorded" in _section(card.text, "Licence")
+    ):
         problems.append("licence: the card has none (registry entry licence, or card={'licence': ...})")
-    if not (extra.get("recipe_command") or extra.get("source") or config.get("converted_from")) or \
-            _section(card.text, "How these weights were made").strip() in ("", "Not recorded."):
-        problems.append("source: the card does not say how the weights were made (card={'recipe_command': ...} "
-                        "for a training run, or `videozoo convert` for an official checkpoint)")
+    if not (extra.get("recipe_command") or extra.get("source") or config.get("converted_from")) or _section(
+        card.text, "How these weights were made"
+    ).strip() in ("", "Not recorded."):
+        problems.append(
+            "source: the card does not say how the weights were made (card={'recipe_command': ...} "
+            "for a training run, or `videozoo convert` for an official checkpoint)"
+        )
     if problems:
         raise IncompleteCardError(f"{directory / CARD_NAME} is not published; it lacks\n  - " + "\n  - ".join(problems))
     return config
 
 
-def publish(directory: str | os.PathLike[str], *, repo_id: str, private: bool = False, revision: str | None = None,
-            commit_message: str | None = None, token: str | None = None, api: Any = None) -> Published:
+def publish(
+    directory: str | os.PathLike[str],
+    *,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+    api: Any = None,
+) -> Published:
     """Upload a weights directory to ``repo_id`` and return the pinned commit and sha256.
 
     ``api`` defaults to ``huggingface_hub.HfApi(token=token)``; ``token=None`` uses ``HF_TOKEN`` or the cached
@@ -102,7 +130,11 @@ def publish(directory: str | os.PathLike[str], *, repo_id: str, private: bool = 
         api.create_branch(repo_id=repo_id, branch=revision, repo_type="model", exist_ok=True)
     files = [n for n in UPLOADED if (directory / n).is_file()]
     info = api.upload_folder(
-        repo_id=repo_id, folder_path=str(directory), repo_type="model", revision=revision, allow_patterns=files,
+        repo_id=repo_id,
+        folder_path=str(directory),
+        repo_type="model",
+        revision=revision,
+        allow_patterns=files,
         commit_message=commit_message or f"videozoo: {config.get('name')} ({', '.join(files)})",
     )
     commit = getattr(info, "oid", None)
@@ -131,8 +163,9 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_publish_command(args: argparse.Namespace) -> int:
-    published = publish(args.directory, repo_id=args.repo, private=args.private, revision=args.revision,
-                        commit_message=args.message)
+    published = publish(
+        args.directory, repo_id=args.repo, private=args.private, revision=args.revision, commit_message=args.message
+    )
     summary = json.loads((args.directory / CONFIG_NAME).read_text()).get("converted_from") or {}
     print(f"published {args.directory}/ to {published.repo_id} at {published.revision}")
     print("registry entry:")

@@ -127,13 +127,21 @@ def verify_mode(verify: str | None = None) -> str:
     mode = verify if verify is not None else os.environ.get(VERIFY_ENV) or "sha256"
     if mode not in VERIFY_MODES:
         where = f"verify={verify!r}" if verify is not None else f"{VERIFY_ENV}={mode!r}"
-        raise ValueError(f"{where}: expected one of {', '.join(map(repr, VERIFY_MODES))} ('sha256' hashes the "
-                         "file, 'size' only compares its size with config.json, for huge files you trust)")
+        raise ValueError(
+            f"{where}: expected one of {', '.join(map(repr, VERIFY_MODES))} ('sha256' hashes the "
+            "file, 'size' only compares its size with config.json, for huge files you trust)"
+        )
     return mode
 
 
-def verify_file(file: Path, *, config: Mapping[str, Any] | None = None, expected_sha256: str | None = None,
-                verify: str | None = None, hint: str = "") -> str | None:
+def verify_file(
+    file: Path,
+    *,
+    config: Mapping[str, Any] | None = None,
+    expected_sha256: str | None = None,
+    verify: str | None = None,
+    hint: str = "",
+) -> str | None:
     """Check ``file`` against ``expected_sha256`` and against what its ``config.json`` records.
 
     The size recorded in ``config`` is always compared (free); its sha256 too unless ``verify="size"``
@@ -148,7 +156,9 @@ def verify_file(file: Path, *, config: Mapping[str, Any] | None = None, expected
         raise ChecksumError(
             f"size mismatch for {file}: its config.json records {recorded_size} bytes, the file has {size}. It is "
             f"truncated, padded or not the file that was saved.{hint or _RESAVE}",
-            expected=f"{recorded_size} bytes", actual=f"{size} bytes")
+            expected=f"{recorded_size} bytes",
+            actual=f"{size} bytes",
+        )
     wanted = [(expected_sha256.lower(), "expected", "not the published one")] if expected_sha256 else []
     if recorded_sha and mode == "sha256":
         wanted.append((recorded_sha.lower(), "its config.json records", "not the file that was saved"))
@@ -159,17 +169,23 @@ def verify_file(file: Path, *, config: Mapping[str, Any] | None = None, expected
         if actual != want:
             raise ChecksumError(
                 f"sha256 mismatch for {file} ({size} bytes): {whose} {want}, got {actual}. The file is corrupted, "
-                f"truncated or {other}.{hint or _RESAVE}", expected=want, actual=actual)
+                f"truncated or {other}.{hint or _RESAVE}",
+                expected=want,
+                actual=actual,
+            )
     return actual
 
 
 def _recorded(config: Mapping[str, Any] | None) -> tuple[int | None, str | None]:
     """The ``size`` and ``sha256`` that ``config.json`` records for its weights file (either may be absent)."""
     size, sha = (config or {}).get("size"), (config or {}).get("sha256")
-    if (size is not None and (not isinstance(size, int) or isinstance(size, bool))) or \
-            (sha is not None and not isinstance(sha, str)):
-        raise WeightsFormatError(f"config.json records size={size!r}, sha256={sha!r}: expected an integer number "
-                                 "of bytes and a hex digest, as written by videozoo.save_pretrained")
+    if (size is not None and (not isinstance(size, int) or isinstance(size, bool))) or (
+        sha is not None and not isinstance(sha, str)
+    ):
+        raise WeightsFormatError(
+            f"config.json records size={size!r}, sha256={sha!r}: expected an integer number "
+            "of bytes and a hex digest, as written by videozoo.save_pretrained"
+        )
     return size, sha
 
 
@@ -217,8 +233,13 @@ def save_pretrained(
     directory.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, Path]] = []
     try:
-        tmp = _stage(directory, WEIGHTS_NAME, lambda p: st.save_file(
-            state_dict, str(p), metadata={"format": "pt", "videozoo_arch": arch, "videozoo_name": name}))
+        tmp = _stage(
+            directory,
+            WEIGHTS_NAME,
+            lambda p: st.save_file(
+                state_dict, str(p), metadata={"format": "pt", "videozoo_arch": arch, "videozoo_name": name}
+            ),
+        )
         staged.append((tmp, directory / WEIGHTS_NAME))
         config = {
             "format_version": FORMAT_VERSION,
@@ -319,8 +340,14 @@ def _metric_dict(m: Metric | Mapping[str, Any]) -> dict[str, Any]:
     missing = {"task", "metric", "value"} - d.keys()
     if missing:
         raise ValueError(f"metric {d} lacks {sorted(missing)}")
-    return {"task": d["task"], "metric": d["metric"], "value": d["value"], "protocol": d.get("protocol") or "",
-            "source": d.get("source") or "", **d}
+    return {
+        "task": d["task"],
+        "metric": d["metric"],
+        "value": d["value"],
+        "protocol": d.get("protocol") or "",
+        "source": d.get("source") or "",
+        **d,
+    }
 
 
 def _jsonable(value: Any, where: str) -> Any:
@@ -344,7 +371,10 @@ def _videozoo_version() -> str:
 # reading
 # ------------------------------------------------------------------------------------------------
 def read_local_weights(
-    path: str | os.PathLike[str], *, expected_sha256: str | None = None, filename: str = WEIGHTS_NAME,
+    path: str | os.PathLike[str],
+    *,
+    expected_sha256: str | None = None,
+    filename: str = WEIGHTS_NAME,
     verify: str | None = None,
 ) -> LoadedWeights:
     """Read a weights directory or a ``.safetensors`` file (see :func:`videozoo.hub.read_weights`).
@@ -365,13 +395,20 @@ def read_local_weights(
     elif path.is_file():
         file = path
     else:
-        raise WeightsNotFoundError(f"weights path {_shown(path)} does not exist (expected a directory written by "
-                                   f"videozoo.save_pretrained, or a {filename} file)")
+        raise WeightsNotFoundError(
+            f"weights path {_shown(path)} does not exist (expected a directory written by "
+            f"videozoo.save_pretrained, or a {filename} file)"
+        )
     header = check_safetensors(file)
     config = read_config(file.parent / CONFIG_NAME, weights_file=file.name)
     sha = verify_file(file, config=config, expected_sha256=expected_sha256, verify=verify)
-    return LoadedWeights(state_dict=load_safetensors(file), config=config, path=file,
-                         metadata=dict(header.get("__metadata__") or {}), sha256=sha)
+    return LoadedWeights(
+        state_dict=load_safetensors(file),
+        config=config,
+        path=file,
+        metadata=dict(header.get("__metadata__") or {}),
+        sha256=sha,
+    )
 
 
 def _shown(path: Path) -> str:
@@ -389,14 +426,18 @@ def check_safetensors(file: Path) -> dict[str, Any]:
     with open(file, "rb") as f:
         head = f.read(8)
         if len(head) < 8:
-            raise WeightsFormatError(f"{file} is {size} bytes, too short to be safetensors (expected {file.name} "
-                                     "written by videozoo.save_pretrained); the file is empty or truncated")
+            raise WeightsFormatError(
+                f"{file} is {size} bytes, too short to be safetensors (expected {file.name} "
+                "written by videozoo.save_pretrained); the file is empty or truncated"
+            )
         (n,) = struct.unpack("<Q", head)
         if n > _MAX_HEADER:
             raise WeightsFormatError(f"{file} is not a safetensors file: {_sniff(head)}")
         if 8 + n > size:
-            raise WeightsFormatError(f"{file} is truncated: its safetensors header alone needs {8 + n} bytes but the "
-                                     f"file has {size} (an interrupted download or copy?)")
+            raise WeightsFormatError(
+                f"{file} is truncated: its safetensors header alone needs {8 + n} bytes but the "
+                f"file has {size} (an interrupted download or copy?)"
+            )
         try:
             header = json.loads(f.read(n))
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -418,8 +459,10 @@ def check_safetensors(file: Path) -> dict[str, Any]:
 def _sniff(head: bytes) -> str:
     """Name what a non-safetensors file most likely is, and what to do with it."""
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
-        return ("it looks like a torch.save checkpoint (zip/pickle). videozoo never unpickles weights: convert "
-                "official checkpoints once with `videozoo convert`, then load the resulting directory")
+        return (
+            "it looks like a torch.save checkpoint (zip/pickle). videozoo never unpickles weights: convert "
+            "official checkpoints once with `videozoo convert`, then load the resulting directory"
+        )
     if head.startswith(b"version "):
         return "it is a Git LFS pointer, not the file itself (run `git lfs pull` in the clone)"
     if head.lstrip().startswith((b"<", b"{")):
@@ -445,8 +488,9 @@ def read_config(path: Path, *, weights_file: str | None = None) -> dict[str, Any
     try:
         config = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise WeightsFormatError(f"{path} is not valid JSON ({err}); expected the config.json written by "
-                                 "videozoo.save_pretrained") from None
+        raise WeightsFormatError(
+            f"{path} is not valid JSON ({err}); expected the config.json written by videozoo.save_pretrained"
+        ) from None
     if not isinstance(config, dict):
         raise WeightsFormatError(f"{path} must hold a JSON object, found {type(config).__name__}")
     if weights_file and config.get("weights_file", weights_file) != weights_file:
@@ -457,8 +501,10 @@ def read_config(path: Path, *, weights_file: str | None = None) -> dict[str, Any
 # ------------------------------------------------------------------------------------------------
 # loading into a model
 # ------------------------------------------------------------------------------------------------
-def check_architecture(config: Mapping[str, Any] | LoadedWeights | None, entry_or_name: ModelEntry | str | nn.Module,
-                       ) -> None:
+def check_architecture(
+    config: Mapping[str, Any] | LoadedWeights | None,
+    entry_or_name: ModelEntry | str | nn.Module,
+) -> None:
     """Raise :class:`ArchitectureMismatchError` if the weights were saved from another architecture.
 
     ``config`` is a weights ``config.json`` (or a :class:`LoadedWeights`); without an
@@ -473,8 +519,10 @@ def check_architecture(config: Mapping[str, Any] | LoadedWeights | None, entry_o
     if not got:
         return
     if isinstance(entry_or_name, nn.Module):
-        target, want = getattr(entry_or_name, "zoo_name", type(entry_or_name).__name__), \
-            getattr(entry_or_name, "zoo_arch", None)
+        target, want = (
+            getattr(entry_or_name, "zoo_name", type(entry_or_name).__name__),
+            getattr(entry_or_name, "zoo_arch", None),
+        )
     else:
         entry = get(entry_or_name) if isinstance(entry_or_name, str) else entry_or_name
         target, want = entry.name, entry.arch
@@ -486,8 +534,9 @@ def check_architecture(config: Mapping[str, Any] | LoadedWeights | None, entry_o
         )
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *,
-                           allow_head_mismatch: bool = False) -> list[str]:
+def load_state_dict_strict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, allow_head_mismatch: bool = False
+) -> list[str]:
     """Load ``state_dict`` into ``model`` and fail loudly, listing exactly what does not fit.
 
     Missing keys, unexpected keys and shape mismatches are reported together (at most ten of each,
@@ -502,12 +551,14 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     wrong_shape = [k for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)]
     skipped: list[str] = []
     if allow_head_mismatch:
+
         def is_head(k: str) -> bool:
             return k.startswith(HEAD_PREFIX)
 
         skipped = [k for k in missing + unexpected + wrong_shape if is_head(k)]
-        missing, unexpected, wrong_shape = ([k for k in ks if not is_head(k)] for ks in (missing, unexpected,
-                                                                                           wrong_shape))
+        missing, unexpected, wrong_shape = (
+            [k for k in ks if not is_head(k)] for ks in (missing, unexpected, wrong_shape)
+        )
     if missing or unexpected or wrong_shape:
         raise WeightsFormatError(_key_report(model, state_dict, own, missing, unexpected, wrong_shape))
     to_load = {k: v for k, v in state_dict.items() if k not in skipped}
@@ -518,8 +569,14 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     return skipped
 
 
-def _key_report(model: nn.Module, state_dict: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor],
-                missing: list[str], unexpected: list[str], wrong_shape: list[str]) -> str:
+def _key_report(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    own: Mapping[str, torch.Tensor],
+    missing: list[str],
+    unexpected: list[str],
+    wrong_shape: list[str],
+) -> str:
     name = getattr(model, "zoo_name", None) or type(model).__name__
     lines = [f"the state dict does not fit {name} ({len(state_dict)} keys given, the model has {len(own)}):"]
     if missing:
@@ -531,11 +588,14 @@ def _key_report(model: nn.Module, state_dict: Mapping[str, torch.Tensor], own: M
         lines.append(f"  {len(wrong_shape)} of wrong shape: {_listing(shapes)}")
     prefixes = {k.split(".", 1)[0] for k in unexpected}
     if unexpected and prefixes <= {"module", "encoder_q", "backbone", "model", "video_network"}:
-        lines.append(f"  hint: every unexpected key starts with {sorted(prefixes)}: this is a training checkpoint "
-                     "(DDP/method wrapper); convert it with `videozoo convert` instead of loading it directly")
+        lines.append(
+            f"  hint: every unexpected key starts with {sorted(prefixes)}: this is a training checkpoint "
+            "(DDP/method wrapper); convert it with `videozoo convert` instead of loading it directly"
+        )
     elif all(k.startswith(HEAD_PREFIX) for k in missing + unexpected + wrong_shape):
-        lines.append("  hint: only the classifier (fc.*) differs: pass num_classes to get a new head "
-                     "(allow_head_mismatch=True)")
+        lines.append(
+            "  hint: only the classifier (fc.*) differs: pass num_classes to get a new head (allow_head_mismatch=True)"
+        )
     return "\n".join(lines)
 
 

@@ -85,8 +85,14 @@ class ShuffleDegreeHead(nn.Sequential):
     """VCOP's order head as CACL uses it: fc7 (in → hidden) → ReLU → dropout → fc8 (hidden → classes), logits."""
 
     def __init__(self, *, in_dim: int, num_classes: int, hidden_dim: int = 512, dropout: float = 0.5) -> None:
-        super().__init__(OrderedDict(fc7=nn.Linear(in_dim, hidden_dim), relu=nn.ReLU(inplace=True),
-                                     dropout=nn.Dropout(dropout), fc8=nn.Linear(hidden_dim, num_classes)))
+        super().__init__(
+            OrderedDict(
+                fc7=nn.Linear(in_dim, hidden_dim),
+                relu=nn.ReLU(inplace=True),
+                dropout=nn.Dropout(dropout),
+                fc8=nn.Linear(hidden_dim, num_classes),
+            )
+        )
 
 
 class PairEncoder(nn.Module):
@@ -118,12 +124,22 @@ class FrameNetwork(VideoBackbone):
 
     min_input = (1, 1, 1)
 
-    def __init__(self, *, model: str | nn.Module = "resnet50", pretrained: bool = False, in_channels: int = 3,
-                 num_classes: int = 0, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        model: str | nn.Module = "resnet50",
+        pretrained: bool = False,
+        in_channels: int = 3,
+        num_classes: int = 0,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__(num_classes=num_classes, dropout=dropout)
         self.in_channels = in_channels
-        self.model = create_frame_model(model, pretrained=pretrained, in_channels=in_channels) \
-            if isinstance(model, str) else model
+        self.model = (
+            create_frame_model(model, pretrained=pretrained, in_channels=in_channels)
+            if isinstance(model, str)
+            else model
+        )
         self.num_features = getattr(self.model, "head_hidden_size", None) or self.model.num_features
         self._init_head(num_classes)
 
@@ -137,9 +153,16 @@ def pair_tokens(pair: torch.Tensor) -> torch.Tensor:
     return rearrange(pair, "b v c t h w -> b c (v t) h w")
 
 
-def cacl_loss(q: torch.Tensor, tf_q: torch.Tensor, k: torch.Tensor, tf_k: torch.Tensor, queue: torch.Tensor, *,
-              temperature: float, tf_negatives: Literal["transformer", "cnn"] = "transformer",
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def cacl_loss(
+    q: torch.Tensor,
+    tf_q: torch.Tensor,
+    k: torch.Tensor,
+    tf_k: torch.Tensor,
+    queue: torch.Tensor,
+    *,
+    temperature: float,
+    tf_negatives: Literal["transformer", "cnn"] = "transformer",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mean of CACL's four InfoNCE terms; returns ``(loss, positive logits (B, 4), CNN negative logits (B, K))``.
 
     ``q``, ``tf_q``: the CNN's and the transformer's query embeddings, ``k``, ``tf_k``: their momentum keys, all
@@ -219,22 +242,38 @@ class CACL(Method):
 
     compile_verified = True  # tests/test_compile.py
 
-    def __init__(self, *, backbone: nn.Module, transformer: nn.Module, dim: int = 128, queue_size: int = 6400,
-                 temperature: float = 0.07, num_frames: int = 16, sdp_weight: float = 1.0, sdp_hidden: int = 512,
-                 sdp_dropout: float = 0.5, order_mode: OrderMode = "distance",
-                 tf_negatives: Literal["transformer", "cnn"] = "transformer",
-                 key_order: Literal["same", "swapped"] = "same", input_key: str = "video", seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        transformer: nn.Module,
+        dim: int = 128,
+        queue_size: int = 6400,
+        temperature: float = 0.07,
+        num_frames: int = 16,
+        sdp_weight: float = 1.0,
+        sdp_hidden: int = 512,
+        sdp_dropout: float = 0.5,
+        order_mode: OrderMode = "distance",
+        tf_negatives: Literal["transformer", "cnn"] = "transformer",
+        key_order: Literal["same", "swapped"] = "same",
+        input_key: str = "video",
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         if key_order not in ("same", "swapped") or tf_negatives not in ("transformer", "cnn"):
-            raise ValueError(f"key_order must be 'same'/'swapped' and tf_negatives 'transformer'/'cnn', got "
-                             f"{key_order!r}, {tf_negatives!r}")
+            raise ValueError(
+                f"key_order must be 'same'/'swapped' and tf_negatives 'transformer'/'cnn', got "
+                f"{key_order!r}, {tf_negatives!r}"
+            )
         width = backbone.num_features
         self.cnn_q = PairEncoder(backbone=backbone, head=MLPHead(in_dim=2 * width, out_dim=dim))
         self.cnn_k = MomentumEncoder(self.cnn_q)
         self.tf_q = Encoder(backbone=transformer, head=MLPHead(in_dim=transformer.num_features, out_dim=dim))
         self.tf_k = MomentumEncoder(self.tf_q)
-        self.sdp_head = ShuffleDegreeHead(in_dim=2 * width, num_classes=num_shuffle_classes(num_frames),
-                                          hidden_dim=sdp_hidden, dropout=sdp_dropout)
+        self.sdp_head = ShuffleDegreeHead(
+            in_dim=2 * width, num_classes=num_shuffle_classes(num_frames), hidden_dim=sdp_hidden, dropout=sdp_dropout
+        )
         self.queue = FeatureQueue(size=queue_size, dim=dim)
         self.sampler = _OrderSampler(order_mode=order_mode, seed=seed)
         self.dim, self.temperature, self.num_frames, self.sdp_weight = dim, temperature, num_frames, sdp_weight
@@ -272,8 +311,9 @@ class CACL(Method):
         # float32 losses: under bf16 autocast logits / 0.07 would lose the digits that separate keys
         q, tf_q, k, tf_k = q.float(), tf_q.float(), k.float(), tf_k.float()
         # no clone: the queue write below replaces its buffer, so backward still sees these negatives
-        contrast, positives, negatives = cacl_loss(q, tf_q, k, tf_k, self.queue.features,
-                                                   temperature=self.temperature, tf_negatives=self.tf_negatives)
+        contrast, positives, negatives = cacl_loss(
+            q, tf_q, k, tf_k, self.queue.features, temperature=self.temperature, tf_negatives=self.tf_negatives
+        )
         sdp = F.cross_entropy(sdp_logits.float(), labels)
         loss = contrast + self.sdp_weight * sdp
         hardest = negatives.max(dim=1, keepdim=True).values  # (B, 1)
@@ -298,13 +338,23 @@ class ShuffleDegree(Method):
     official script draws uniformly random orders (``order_mode="permutation"``).
     """
 
-    def __init__(self, *, backbone: nn.Module, num_frames: int = 16, hidden_dim: int = 512, dropout: float = 0.5,
-                 order_mode: OrderMode = "permutation", input_key: str = "video", seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        num_frames: int = 16,
+        hidden_dim: int = 512,
+        dropout: float = 0.5,
+        order_mode: OrderMode = "permutation",
+        input_key: str = "video",
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         width = backbone.num_features
         self.pair = PairEncoder(backbone=backbone, head=nn.Identity())
-        self.sdp_head = ShuffleDegreeHead(in_dim=2 * width, num_classes=num_shuffle_classes(num_frames),
-                                          hidden_dim=hidden_dim, dropout=dropout)
+        self.sdp_head = ShuffleDegreeHead(
+            in_dim=2 * width, num_classes=num_shuffle_classes(num_frames), hidden_dim=hidden_dim, dropout=dropout
+        )
         self.sampler = _OrderSampler(order_mode=order_mode, seed=seed)
         self.input_key = input_key
 

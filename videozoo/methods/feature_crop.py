@@ -85,8 +85,9 @@ def crop_size(shape: Sequence[int], *, fraction: float, temporal: bool) -> tuple
     return t, crop_length(h, fraction), crop_length(w, fraction)
 
 
-def sample_offsets(size: int, window: int, num: int, *, placement: str = "uniform",
-                   generator: torch.Generator | None = None) -> list[int]:
+def sample_offsets(
+    size: int, window: int, num: int, *, placement: str = "uniform", generator: torch.Generator | None = None
+) -> list[int]:
     """``num`` offsets, each uniform over ``0 … size − window`` (both ends included); ``placement="official"``:
     over ``0 … size − window − 1`` (main_stica.py's exclusive ``randint`` bound), 0 for a window filling the axis."""
     if not 1 <= window <= size:

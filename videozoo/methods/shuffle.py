@@ -168,8 +168,11 @@ def sample_orders(
             label = int(torch.randint(num_shuffle_classes(length), (), generator=generator))
             order = permutation_with_distance(length, distance_of_label(label), generator=generator)
         else:
-            order = (_positions_order(length, generator) if mode == "positions"
-                     else torch.randperm(length, generator=generator).tolist())
+            order = (
+                _positions_order(length, generator)
+                if mode == "positions"
+                else torch.randperm(length, generator=generator).tolist()
+            )
             label = label_of_distance(edit_distance(range(length), order))
         orders.append(order)
         labels.append(label)

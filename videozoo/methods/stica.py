@@ -231,8 +231,9 @@ class STiCA(Method):
         for kind, num in self.crops_per_view(view).items():
             size, temporal = CROP_KINDS[kind]
             fraction = self.fractions[size][int(temporal)]
-            plan[kind] = sample_crops(shape, num=num, fraction=fraction, temporal=temporal,
-                                      placement=self.crop_placement, generator=generator)
+            plan[kind] = sample_crops(
+                shape, num=num, fraction=fraction, temporal=temporal, placement=self.crop_placement, generator=generator
+            )
         return plan
 
     @torch.compiler.disable

@@ -1,9 +1,9 @@
 """The training engine shared by every recipe and by fine-tuning (docs/training.md).
 
-    config, run_info = parse_config(Config(), PRESETS)          # defaults + --preset + overrides
-    trainer = Trainer(method=method, optimizer=optimizer, dataset=dataset, batch_size=config.batch_size, ...)
-    trainer.fit()                                                # DDP under torchrun, checkpoints, exact resume
-    trainer.export(f"{config.run_dir}/export")                   # save_pretrained + model card
+config, run_info = parse_config(Config(), PRESETS)          # defaults + --preset + overrides
+trainer = Trainer(method=method, optimizer=optimizer, dataset=dataset, batch_size=config.batch_size, ...)
+trainer.fit()                                                # DDP under torchrun, checkpoints, exact resume
+trainer.export(f"{config.run_dir}/export")                   # save_pretrained + model card
 """
 
 from videozoo.training import schedules

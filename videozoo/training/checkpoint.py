@@ -27,8 +27,14 @@ import torch
 
 from videozoo.distributed import is_main_process
 
-__all__ = ["LAST", "atomic_write_bytes", "epoch_checkpoint_name", "latest_checkpoint", "load_checkpoint",
-           "save_checkpoint"]
+__all__ = [
+    "LAST",
+    "atomic_write_bytes",
+    "epoch_checkpoint_name",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 LAST = "last.pt"
 _EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
@@ -39,8 +45,9 @@ def epoch_checkpoint_name(epoch: int) -> str:
     return f"epoch_{epoch:04d}.pt"
 
 
-def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any], *,
-                    copies: Iterable[str | os.PathLike[str]] = ()) -> Path | None:
+def save_checkpoint(
+    path: str | os.PathLike[str], state: Mapping[str, Any], *, copies: Iterable[str | os.PathLike[str]] = ()
+) -> Path | None:
     """Write ``state`` to ``path`` atomically; ``copies`` get the same bytes (hard-linked when possible).
 
     Only the main process (rank 0) writes; other ranks return ``None`` at once. Everything in ``state``

@@ -150,8 +150,10 @@ def flat_names(cls: type) -> dict[str, str]:
         keys.setdefault(key.rpartition(".")[2], []).append(key)
     clashes = {name: found for name, found in keys.items() if len(found) > 1}
     if clashes:
-        raise ConfigError(f"{cls.__name__}: these keys share a last part, so a flat name would be ambiguous: "
-                          + "; ".join(f"{name}: {', '.join(found)}" for name, found in clashes.items()))
+        raise ConfigError(
+            f"{cls.__name__}: these keys share a last part, so a flat name would be ambiguous: "
+            + "; ".join(f"{name}: {', '.join(found)}" for name, found in clashes.items())
+        )
     return {name: found[0] for name, found in keys.items() if found[0] != name}
 
 
@@ -177,8 +179,13 @@ def save_config(config: Any, path: str | os.PathLike[str], *, run_info: Mapping[
 
 
 # -- the same keys on an argparse parser ----------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser, defaults: Any, *, skip: Collection[str] = (),
-                  spellings: Mapping[str, Sequence[str]] | None = None) -> None:
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    defaults: Any,
+    *,
+    skip: Collection[str] = (),
+    spellings: Mapping[str, Sequence[str]] | None = None,
+) -> None:
     """An option on ``parser`` for every key of the dataclass instance ``defaults``, by its flat name (``--lr``,
     ``--batch-size``; a bool as ``--save`` / ``--no-save``), read as :func:`parse_config` reads it.
 
@@ -236,8 +243,11 @@ def _value_text(value: Any) -> str:
 
 
 # -- parsing ----------------------------------------------------------------------------------------
-def _split_argv(argv: list[str], fields: dict[str, Any], aliases: Mapping[str, str],
-                ) -> tuple[list[str] | None, list[tuple[str, str]]]:
+def _split_argv(
+    argv: list[str],
+    fields: dict[str, Any],
+    aliases: Mapping[str, str],
+) -> tuple[list[str] | None, list[tuple[str, str]]]:
     """(preset names, [(key, text)]); names is None when help was asked for."""
     names: list[str] = []
     pairs: list[tuple[str, str]] = []
@@ -383,11 +393,16 @@ def _replace(config: Any, values: Mapping[str, Any]) -> Any:
     return dataclasses.replace(config, **top)
 
 
-def _help(defaults: Any, presets: Mapping[str, Mapping[str, Any]], fields: dict[str, Any],
-          aliases: Mapping[str, str]) -> str:
+def _help(
+    defaults: Any, presets: Mapping[str, Mapping[str, Any]], fields: dict[str, Any], aliases: Mapping[str, str]
+) -> str:
     comments = _field_comments(type(defaults))
-    lines = [f"usage: {Path(sys.argv[0]).name or 'recipe'} [--preset NAME[,NAME]] [--key value | --key=value | "
-             "key=value ...] [--print-config]", "", "presets (applied in order, before the overrides):"]
+    lines = [
+        f"usage: {Path(sys.argv[0]).name or 'recipe'} [--preset NAME[,NAME]] [--key value | --key=value | "
+        "key=value ...] [--print-config]",
+        "",
+        "presets (applied in order, before the overrides):",
+    ]
     width = max([12, *map(len, presets)])
     for name, preset in presets.items():
         shown = ", ".join(f"{_dashed(k)}={_plain(v)!r}" for k, v in preset.items())

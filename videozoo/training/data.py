@@ -8,8 +8,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["DataLoadingError", "DevicePrefetcher", "EpochBatchSampler", "batches_of_epoch", "channels_last_3d",
-           "to_device"]
+__all__ = [
+    "DataLoadingError",
+    "DevicePrefetcher",
+    "EpochBatchSampler",
+    "batches_of_epoch",
+    "channels_last_3d",
+    "to_device",
+]
 
 
 class EpochBatchSampler:
@@ -56,8 +62,10 @@ def batches_of_epoch(loader: Iterable[Any], *, epoch: int, first: int = 0) -> It
         except StopIteration:
             return
         except Exception as e:
-            raise DataLoadingError(f"loading batch {index} of epoch {epoch} failed{_describe(e)} "
-                                   "(the dataset's traceback is printed above)") from e
+            raise DataLoadingError(
+                f"loading batch {index} of epoch {epoch} failed{_describe(e)} "
+                "(the dataset's traceback is printed above)"
+            ) from e
         yield batch
         index += 1
 

@@ -94,20 +94,40 @@ class Trainer:
     """
 
     def __init__(
-        self, *, method: nn.Module, optimizer: torch.optim.Optimizer, dataset: Any, batch_size: int,
-        epochs: int = 1, collate_fn: Callable | None = None, num_workers: int = 0,
+        self,
+        *,
+        method: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        dataset: Any,
+        batch_size: int,
+        epochs: int = 1,
+        collate_fn: Callable | None = None,
+        num_workers: int = 0,
         lr_schedule: Callable[[float], float] | torch.optim.lr_scheduler.LRScheduler | None = None,
         schedules: Mapping[str, Callable[[float], float]] | None = None,
-        device: str | torch.device | None = None, amp: Literal["auto", "bf16", "fp16"] | None = AUTO,
-        channels_last: bool | Literal["auto"] = AUTO, compile: bool | Literal["auto"] = AUTO,
-        batch_transform: Callable[[Any], Any] | None = None, grad_clip: float | None = None,
-        find_unused_parameters: bool = False, broadcast_buffers: bool = False,
-        log_dir: str | Path | None = None, log_every: int = 10, progress: bool = True,
-        ckpt_dir: str | Path | None = None, ckpt_every_minutes: float | None = 30.0,
-        ckpt_every_steps: int | None = None, keep_epoch_checkpoints: bool = False, resume: bool | str | Path = True,
-        seed: int = 0, max_steps: int | None = None, on_epoch_end: Callable[[int], Any] | None = None,
-        pin_memory: bool | None = None, data_timeout: float = 0.0,
-        config: Any = None, run_info: Mapping[str, Any] | None = None,
+        device: str | torch.device | None = None,
+        amp: Literal["auto", "bf16", "fp16"] | None = AUTO,
+        channels_last: bool | Literal["auto"] = AUTO,
+        compile: bool | Literal["auto"] = AUTO,
+        batch_transform: Callable[[Any], Any] | None = None,
+        grad_clip: float | None = None,
+        find_unused_parameters: bool = False,
+        broadcast_buffers: bool = False,
+        log_dir: str | Path | None = None,
+        log_every: int = 10,
+        progress: bool = True,
+        ckpt_dir: str | Path | None = None,
+        ckpt_every_minutes: float | None = 30.0,
+        ckpt_every_steps: int | None = None,
+        keep_epoch_checkpoints: bool = False,
+        resume: bool | str | Path = True,
+        seed: int = 0,
+        max_steps: int | None = None,
+        on_epoch_end: Callable[[int], Any] | None = None,
+        pin_memory: bool | None = None,
+        data_timeout: float = 0.0,
+        config: Any = None,
+        run_info: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(dataset, torch.utils.data.IterableDataset):
             raise TypeError("the trainer needs a map-style dataset (len and indexing) to order and resume it")
@@ -121,8 +141,9 @@ class Trainer:
         self.schedules = dict(schedules or {})
         self.data = dataset if isinstance(dataset, SeededDataset) else SeededDataset(dataset, seed)
         self.batch_size, self.epochs, self.collate_fn, self.num_workers = batch_size, epochs, collate_fn, num_workers
-        self.speed = resolve_speed(device=self.device, method=method, amp=amp, channels_last=channels_last,
-                                   compile=compile)
+        self.speed = resolve_speed(
+            device=self.device, method=method, amp=amp, channels_last=channels_last, compile=compile
+        )
         self.amp, self.channels_last, self.compile = self.speed.amp, self.speed.channels_last, self.speed.compile
         self.batch_transform, self.grad_clip = batch_transform, grad_clip
         self.ddp_options = {"find_unused_parameters": find_unused_parameters, "broadcast_buffers": broadcast_buffers}
@@ -155,19 +176,27 @@ class Trainer:
         self._start()
         self._announce_speed()
         model = self._wrap()
-        monitor = Monitor(main=self.main, total=self.total_steps, initial=self.step, progress=self.progress,
-                          log_dir=self.log_dir, purge_step=self.step if self.resumed_from else None)
+        monitor = Monitor(
+            main=self.main,
+            total=self.total_steps,
+            initial=self.step,
+            progress=self.progress,
+            log_dir=self.log_dir,
+            purge_step=self.step if self.resumed_from else None,
+        )
         started = last_log = last_ckpt = time.monotonic()
         loss_sum, n_logged, last_loss, steps_run = torch.zeros((), device=self.device), 0, None, 0
         with self._data() as (sampler, loader):
             while self.step < self.total_steps and self.epoch < self.epochs:
                 self.method.train()
                 batches = self._epoch_batches()
-                sampler.set_epoch(self.epoch, batches[self.batches_done:])
+                sampler.set_epoch(self.epoch, batches[self.batches_done :])
                 # the channels-last copy of clips a batch_transform reshapes is made after the transform
-                prefetched = DevicePrefetcher(batches_of_epoch(loader, epoch=self.epoch, first=self.batches_done),
-                                              device=self.device,
-                                              channels_last=self.channels_last and self.batch_transform is None)
+                prefetched = DevicePrefetcher(
+                    batches_of_epoch(loader, epoch=self.epoch, first=self.batches_done),
+                    device=self.device,
+                    channels_last=self.channels_last and self.batch_transform is None,
+                )
                 for batch in prefetched:
                     values = self._before_step()
                     out = self._train_step(model, batch, values)
@@ -200,10 +229,15 @@ class Trainer:
         elapsed = time.monotonic() - started
         final_loss = self._reduce(last_loss, False)[0] if last_loss is not None else None
         return {
-            "steps": self.step, "steps_run": steps_run, "epochs_done": self.epoch, "final_loss": final_loss,
-            "time_s": elapsed, "clips_per_s": steps_run * self.batch_size * self.world_size / max(elapsed, 1e-9),
+            "steps": self.step,
+            "steps_run": steps_run,
+            "epochs_done": self.epoch,
+            "final_loss": final_loss,
+            "time_s": elapsed,
+            "clips_per_s": steps_run * self.batch_size * self.world_size / max(elapsed, 1e-9),
             "resumed_from": str(self.resumed_from) if self.resumed_from else None,
-            "checkpoint": str(self.ckpt_dir / LAST) if self.ckpt_dir else None, "speed": self.speed.as_dict(),
+            "checkpoint": str(self.ckpt_dir / LAST) if self.ckpt_dir else None,
+            "speed": self.speed.as_dict(),
         }
 
     def export(self, directory: str | Path, **kwargs: Any) -> Path | None:
@@ -243,8 +277,11 @@ class Trainer:
         self.scaler.load_state_dict(state.get("scaler") or {})
         self.epoch, self.step, self.batches_done = state["epoch"], state["step"], state["batches_done"]
         if state.get("world_size") != self.world_size or state.get("batch_size") != self.batch_size:
-            warnings.warn(f"resuming a run of {state.get('world_size')} x {state.get('batch_size')} clips per step "
-                          f"with {self.world_size} x {self.batch_size}: the data order will differ", stacklevel=3)
+            warnings.warn(
+                f"resuming a run of {state.get('world_size')} x {state.get('batch_size')} clips per step "
+                f"with {self.world_size} x {self.batch_size}: the data order will differ",
+                stacklevel=3,
+            )
         rngs = state.get("rng") or []
         if len(rngs) == self.world_size:
             set_rng_state(rngs[self.rank])
@@ -272,16 +309,26 @@ class Trainer:
 
     def _epoch_batches(self) -> list[list[int]]:
         self.data.set_epoch(self.epoch)  # for plain data[i]; the loader's keys carry the epoch themselves
-        return epoch_batches(len(self.data), batch_size=self.batch_size, seed=self.seed, epoch=self.epoch,
-                             rank=self.rank, world_size=self.world_size)
+        return epoch_batches(
+            len(self.data),
+            batch_size=self.batch_size,
+            seed=self.seed,
+            epoch=self.epoch,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
 
     @contextlib.contextmanager
     def _data(self) -> Iterator[tuple[EpochBatchSampler, torch.utils.data.DataLoader]]:
         """One loader for the whole run: its workers persist, the sampler hands them each epoch's keys."""
         sampler = EpochBatchSampler()
         loader = torch.utils.data.DataLoader(
-            self.data, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=self.collate_fn,
-            timeout=self.data_timeout, persistent_workers=self.num_workers > 0,
+            self.data,
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=self.collate_fn,
+            timeout=self.data_timeout,
+            persistent_workers=self.num_workers > 0,
             pin_memory=self.device.type == "cuda" if self.pin_memory is None else self.pin_memory,
             # its own generator: otherwise creating the iterator draws from the global RNG (resume drift)
             generator=torch.Generator().manual_seed(derive_seed(self.seed, self.epoch)),
@@ -334,8 +381,11 @@ class Trainer:
                 batch = self.batch_transform(batch)
             if self.channels_last:
                 batch = channels_last_3d(batch)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16,
-                            enabled=self.amp is not None):
+        with torch.autocast(
+            self.device.type,
+            dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16,
+            enabled=self.amp is not None,
+        ):
             out = model(batch, **values)
         self.scaler.scale(out["loss"]).backward()
         if self.grad_clip is not None:
@@ -357,8 +407,10 @@ class Trainer:
             dist.all_reduce(both)
         loss_value, any_due = both[0].item() / self.world_size, both[1].item() > 0
         if not math.isfinite(loss_value):
-            raise FloatingPointError(f"loss is {loss_value} at step {self.step}; the last checkpoint is intact. "
-                                     "Lower the learning rate, try amp=None, or check the data.")
+            raise FloatingPointError(
+                f"loss is {loss_value} at step {self.step}; the last checkpoint is intact. "
+                "Lower the learning rate, try amp=None, or check the data."
+            )
         return loss_value, any_due
 
     def _checkpoint(self, *, epoch_end: bool = False) -> None:
@@ -371,24 +423,37 @@ class Trainer:
         if not self.main:
             return
         state = {
-            "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
             "scheduler": self.lr_schedule.state_dict() if self._torch_scheduler else None,
-            "scaler": self.scaler.state_dict(), "epoch": self.epoch, "step": self.step,
-            "batches_done": self.batches_done, "world_size": self.world_size, "batch_size": self.batch_size,
-            "config": self.config, "rng": rngs, "speed": self.speed.as_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "batches_done": self.batches_done,
+            "world_size": self.world_size,
+            "batch_size": self.batch_size,
+            "config": self.config,
+            "rng": rngs,
+            "speed": self.speed.as_dict(),
         }
         keep = epoch_end and self.keep_epoch_checkpoints
         copies = [self.ckpt_dir / epoch_checkpoint_name(self.epoch)] if keep else []
         save_checkpoint(self.ckpt_dir / LAST, state, copies=copies)
 
-    def _log(self, monitor: Monitor, loss: float, logs: Mapping[str, Any], values: Mapping[str, float],
-             steps_per_s: float) -> None:
+    def _log(
+        self, monitor: Monitor, loss: float, logs: Mapping[str, Any], values: Mapping[str, float], steps_per_s: float
+    ) -> None:
         if not self.main:
             return
         clips_per_s = steps_per_s * self.batch_size * self.world_size
-        scalars = {**values, **scalars_of(logs),  # the trainer's loss (mean over ranks and steps) wins
-                   "loss": loss, "lr": self.optimizer.param_groups[0]["lr"], "clips_per_s": clips_per_s,
-                   "epoch": self.epoch + self.batches_done / self.steps_per_epoch}
+        scalars = {
+            **values,
+            **scalars_of(logs),  # the trainer's loss (mean over ranks and steps) wins
+            "loss": loss,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "clips_per_s": clips_per_s,
+            "epoch": self.epoch + self.batches_done / self.steps_per_epoch,
+        }
         failures = getattr(self.data.dataset, "num_failures", None)  # videos replaced by videozoo datasets
         if isinstance(failures, int):
             scalars["bad_videos"] = failures

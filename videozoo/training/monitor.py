@@ -19,8 +19,16 @@ class Monitor:
     logged after its last checkpoint, so the curves have no doubled stretch.
     """
 
-    def __init__(self, *, main: bool, total: int, initial: int = 0, progress: bool = True,
-                 log_dir: str | Path | None = None, purge_step: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        main: bool,
+        total: int,
+        initial: int = 0,
+        progress: bool = True,
+        log_dir: str | Path | None = None,
+        purge_step: int | None = None,
+    ) -> None:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=total, initial=initial, disable=not (progress and main), dynamic_ncols=True, unit="step")

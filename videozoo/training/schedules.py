@@ -49,8 +49,14 @@ def momentum_cosine(*, base: float = 0.996, final: float = 1.0) -> Schedule:
     return lambda p: final - (final - base) * 0.5 * (1.0 + math.cos(math.pi * min(max(p, 0.0), 1.0)))
 
 
-def warmup_multistep(*, warmup: float, start: float = 0.0, milestones: Sequence[float] = (), gamma: float = 0.1,
-                     epochs: int | None = None) -> Schedule:
+def warmup_multistep(
+    *,
+    warmup: float,
+    start: float = 0.0,
+    milestones: Sequence[float] = (),
+    gamma: float = 0.1,
+    epochs: int | None = None,
+) -> Schedule:
     """Linear warm-up from ``start`` to 1 over the first ``warmup`` fraction, then ×``gamma`` at every milestone.
 
     STiCA (main_stica.py:114-127): ``start`` = 0.01 / 0.64, warm-up 10 of 151 epochs set every step, no milestones.

@@ -69,9 +69,16 @@ class BatchedVideoAugment:
         def unif(low: float, high: float) -> torch.Tensor:
             return torch.empty(batch).uniform_(low, high, generator=g)
 
-        out = {"box": boxes, "flip": bern(t.flip_p), "jitter_on": bern(t.jitter_p), "grey": bern(t.grey_p),
-               "grey_channel": torch.randint(0, 3, (batch,), generator=g), "blur_on": bern(t.blur_p),
-               "blur_sigma": unif(*t.blur_sigma), "order": torch.randperm(4, generator=g)}
+        out = {
+            "box": boxes,
+            "flip": bern(t.flip_p),
+            "jitter_on": bern(t.jitter_p),
+            "grey": bern(t.grey_p),
+            "grey_channel": torch.randint(0, 3, (batch,), generator=g),
+            "blur_on": bern(t.blur_p),
+            "blur_sigma": unif(*t.blur_sigma),
+            "order": torch.randperm(4, generator=g),
+        }
         for name, rng in t._ranges.items():
             neutral = 0.0 if name == "hue" else 1.0
             out[name] = torch.where(out["jitter_on"], unif(*rng), torch.full((batch,), neutral)) if rng else None
@@ -134,8 +141,11 @@ class BatchedVideoAugment:
         flat = rearrange(x, "b c t h w -> 1 (b c t) h w")
         pad = k // 2
         flat = nnF.conv2d(nnF.pad(flat, (pad, pad, 0, 0), mode="reflect"), weight, groups=flat.shape[1])
-        flat = nnF.conv2d(nnF.pad(flat, (0, 0, pad, pad), mode="reflect"), rearrange(weight, "n 1 1 k -> n 1 k 1"),
-                          groups=flat.shape[1])
+        flat = nnF.conv2d(
+            nnF.pad(flat, (0, 0, pad, pad), mode="reflect"),
+            rearrange(weight, "n 1 1 k -> n 1 k 1"),
+            groups=flat.shape[1],
+        )
         return rearrange(flat, "1 (b c t) h w -> b c t h w", b=b, c=c)
 
     def __call__(self, x: torch.Tensor, *, flow: torch.Tensor | None = None):

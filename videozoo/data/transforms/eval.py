@@ -23,8 +23,15 @@ class VideoEval:
     (the 10-crop test of CoCLR's finetuning). Works for any channel count (RGB, grey, flow).
     """
 
-    def __init__(self, *, resize: int | Sequence[int], crop_size: int | Sequence[int],
-                 mean: Sequence[float] | float, std: Sequence[float] | float, num_crops: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        resize: int | Sequence[int],
+        crop_size: int | Sequence[int],
+        mean: Sequence[float] | float,
+        std: Sequence[float] | float,
+        num_crops: int = 1,
+    ) -> None:
         if num_crops not in (1, 3, 5, 10):
             raise ValueError(f"num_crops must be 1, 3, 5 or 10, got {num_crops}")
         self.resize = resize if isinstance(resize, int) else tuple(resize)
@@ -32,8 +39,10 @@ class VideoEval:
         self.mean, self.std, self.num_crops = mean, std, num_crops
 
     def __repr__(self) -> str:
-        return (f"VideoEval(resize={self.resize!r}, crop_size={self.crop_size!r}, mean={self.mean!r}, "
-                f"std={self.std!r}, num_crops={self.num_crops})")
+        return (
+            f"VideoEval(resize={self.resize!r}, crop_size={self.crop_size!r}, mean={self.mean!r}, "
+            f"std={self.std!r}, num_crops={self.num_crops})"
+        )
 
     def crop_boxes(self, height: int, width: int) -> list[tuple[int, int]]:
         """(top, left) of each crop on the resized frame (for 1 and 3 crops; 5/10 follow torchvision five_crop)."""

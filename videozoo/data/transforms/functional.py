@@ -100,8 +100,14 @@ def channel_gain(clip: torch.Tensor, gains: Sequence[float]) -> torch.Tensor:
     return (clip * per_channel(gains, clip.shape[-3], "gains").to(clip)).clamp(0, 1)
 
 
-def colour_jitter(clip: torch.Tensor, factors: dict[str, float], order: Sequence[str], *, grey_weights: str = "luma",
-                  clamp: bool = True) -> torch.Tensor:
+def colour_jitter(
+    clip: torch.Tensor,
+    factors: dict[str, float],
+    order: Sequence[str],
+    *,
+    grey_weights: str = "luma",
+    clamp: bool = True,
+) -> torch.Tensor:
     """Brightness/contrast/saturation/hue with given factors in the given order (torchvision semantics).
 
     Contrast blends towards each frame's mean grey level, as per-frame image jitter does; the factors, not the

@@ -54,8 +54,15 @@ def _jitter_range(value: float | Sequence[float], centre: float) -> tuple[float,
     return (float(value[0]), float(value[1]))
 
 
-def sample_box(height: int, width: int, *, scale: Sequence[float], ratio: Sequence[float],
-               fallback: str = "center", generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
+def sample_box(
+    height: int,
+    width: int,
+    *,
+    scale: Sequence[float],
+    ratio: Sequence[float],
+    fallback: str = "center",
+    generator: torch.Generator | None = None,
+) -> tuple[int, int, int, int]:
     """Random resized crop box (top, left, h, w) in pixels.
 
     ``fallback="center"`` (torchvision's RandomResizedCrop rule): area fraction ~ U(scale), log aspect ~ U(log
@@ -131,14 +138,29 @@ class VideoTrain:
     normalised values without clamping (brightness scales around the mean instead of around black; no hue).
     """
 
-    def __init__(self, *, crop_size: int | Sequence[int] = 128, scale: Sequence[float] | None = (0.2, 1.0),
-                 ratio: Sequence[float] = (3 / 4, 4 / 3), resize: int | Sequence[int] | None = None,
-                 crop_fallback: str = "center", jitter: Sequence[float] = (0.4, 0.4, 0.4, 0.1),
-                 jitter_p: float = 0.8, grey_p: float = 0.2, grey_mode: str = "luma", grey_weights: str = "luma",
-                 blur_p: float = 0.5, blur_sigma: Sequence[float] = (0.1, 2.0), blur_fixed_xy: bool = False,
-                 flip_p: float = 0.5, mean: Sequence[float] | float = IMAGENET_MEAN,
-                 std: Sequence[float] | float = IMAGENET_STD, channel_gain: float = 0.0,
-                 normalise_first: bool = False, antialias: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        crop_size: int | Sequence[int] = 128,
+        scale: Sequence[float] | None = (0.2, 1.0),
+        ratio: Sequence[float] = (3 / 4, 4 / 3),
+        resize: int | Sequence[int] | None = None,
+        crop_fallback: str = "center",
+        jitter: Sequence[float] = (0.4, 0.4, 0.4, 0.1),
+        jitter_p: float = 0.8,
+        grey_p: float = 0.2,
+        grey_mode: str = "luma",
+        grey_weights: str = "luma",
+        blur_p: float = 0.5,
+        blur_sigma: Sequence[float] = (0.1, 2.0),
+        blur_fixed_xy: bool = False,
+        flip_p: float = 0.5,
+        mean: Sequence[float] | float = IMAGENET_MEAN,
+        std: Sequence[float] | float = IMAGENET_STD,
+        channel_gain: float = 0.0,
+        normalise_first: bool = False,
+        antialias: bool = True,
+    ) -> None:
         if channel_gain < 0:
             raise ValueError(f"channel_gain must be >= 0 (the half-width of the log channel gains), got {channel_gain}")
         if scale is None and resize is None:
@@ -158,9 +180,27 @@ class VideoTrain:
         self._ranges = {name: _jitter_range(v, 0.0 if name == "hue" else 1.0) for name, v in zip(JITTER_OPS, jitter)}
 
     def __repr__(self) -> str:
-        keys = ("crop_size", "scale", "ratio", "resize", "crop_fallback", "jitter", "jitter_p", "grey_p", "grey_mode",
-                "grey_weights", "blur_p", "blur_sigma", "blur_fixed_xy", "flip_p", "mean", "std", "channel_gain",
-                "normalise_first", "antialias")
+        keys = (
+            "crop_size",
+            "scale",
+            "ratio",
+            "resize",
+            "crop_fallback",
+            "jitter",
+            "jitter_p",
+            "grey_p",
+            "grey_mode",
+            "grey_weights",
+            "blur_p",
+            "blur_sigma",
+            "blur_fixed_xy",
+            "flip_p",
+            "mean",
+            "std",
+            "channel_gain",
+            "normalise_first",
+            "antialias",
+        )
         return f"{type(self).__name__}({', '.join(f'{k}={getattr(self, k)!r}' for k in keys)})"
 
     def without_colour(self) -> VideoTrain:
@@ -179,8 +219,9 @@ class VideoTrain:
         else:
             rh, rw = self.resize
         if self.scale is not None:
-            top, left, h, w = sample_box(rh, rw, scale=self.scale, ratio=self.ratio, fallback=self.crop_fallback,
-                                         generator=g)
+            top, left, h, w = sample_box(
+                rh, rw, scale=self.scale, ratio=self.ratio, fallback=self.crop_fallback, generator=g
+            )
         else:
             h, w = min(self.crop_size[0], rh), min(self.crop_size[1], rw)
             top = int(torch.randint(0, rh - h + 1, (), generator=g))
@@ -201,8 +242,16 @@ class VideoTrain:
         gains = None
         if self.channel_gain:  # drawn last and only when on: the presets' other draws stay as they were
             gains = tuple(math.exp(_uniform(-self.channel_gain, self.channel_gain, generator=g)) for _ in range(3))
-        return ClipParams(box=box, flip=flip, jitter=jitter, jitter_order=order, grey=is_grey,
-                          grey_channel=grey_channel, blur_sigma=sigma, gains=gains)
+        return ClipParams(
+            box=box,
+            flip=flip,
+            jitter=jitter,
+            jitter_order=order,
+            grey=is_grey,
+            grey_channel=grey_channel,
+            blur_sigma=sigma,
+            gains=gains,
+        )
 
     def geometry(self, clip: torch.Tensor, params: ClipParams) -> torch.Tensor:
         """Crop + resize + flip: (T, C, H, W) -> (T, C, crop_h, crop_w), dtype kept."""
@@ -216,16 +265,24 @@ class VideoTrain:
         if not normalised and params.gains is not None and clip.shape[-3] == 3:
             clip = VF.channel_gain(clip, params.gains)
         if params.jitter:
-            clip = VF.colour_jitter(clip, params.jitter, params.jitter_order, grey_weights=self.grey_weights,
-                                    clamp=not normalised)
+            clip = VF.colour_jitter(
+                clip, params.jitter, params.jitter_order, grey_weights=self.grey_weights, clamp=not normalised
+            )
         if params.grey:
             clip = VF.grey(clip, mode=self.grey_mode, channel=params.grey_channel, weights=self.grey_weights)
         if params.blur_sigma is not None:
             clip = VF.blur(clip, params.blur_sigma, kernel_size=11 if self.blur_fixed_xy else None)
         return clip
 
-    def apply(self, clip: torch.Tensor, params: ClipParams, *, colour: bool = True,
-              mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None) -> torch.Tensor:
+    def apply(
+        self,
+        clip: torch.Tensor,
+        params: ClipParams,
+        *,
+        colour: bool = True,
+        mean: Sequence[float] | float | None = None,
+        std: Sequence[float] | float | None = None,
+    ) -> torch.Tensor:
         """uint8/float (T, C, H, W) -> float (C, T, crop_h, crop_w) with the given parameters."""
         clip = VF.to_float(self.geometry(clip, params))  # crop first: colour ops then run on fewer pixels
         mean, std = self.mean if mean is None else mean, self.std if std is None else std
@@ -252,9 +309,15 @@ class PairedTransform:
     ImageNet values, like RGB; the default).
     """
 
-    def __init__(self, rgb: VideoTrain, *, flow_mean: Sequence[float] | float | None = None,
-                 flow_std: Sequence[float] | float | None = None, colour_on_flow: bool = False,
-                 negate_flow_x: bool = False) -> None:
+    def __init__(
+        self,
+        rgb: VideoTrain,
+        *,
+        flow_mean: Sequence[float] | float | None = None,
+        flow_std: Sequence[float] | float | None = None,
+        colour_on_flow: bool = False,
+        negate_flow_x: bool = False,
+    ) -> None:
         self.rgb, self.colour_on_flow, self.negate_flow_x = rgb, colour_on_flow, negate_flow_x
         self.flow_mean = rgb.mean if flow_mean is None else flow_mean
         self.flow_std = rgb.std if flow_std is None else flow_std
@@ -266,7 +329,8 @@ class PairedTransform:
             flow = flow.clone()
             flow[:, 0] = 255 - flow[:, 0] if flow.dtype == torch.uint8 else 1 - flow[:, 0]
         rgb_out = self.rgb.apply(rgb, params)
-        flow_params = params if self.colour_on_flow else replace(params, jitter=None, grey=False, blur_sigma=None,
-                                                                 gains=None)
+        flow_params = (
+            params if self.colour_on_flow else replace(params, jitter=None, grey=False, blur_sigma=None, gains=None)
+        )
         flow_out = self.rgb.apply(flow, flow_params, mean=self.flow_mean, std=self.flow_std)
         return rgb_out, flow_out

@@ -133,8 +133,10 @@ def load_official_checkpoint(path: str | os.PathLike[str]) -> Any:
         found = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"unrecognized function ([^\s]+)", text)
         if found is None:  # not a global: the bytes are no torch.save pickle (an HTML page, a truncated file)
             reason = re.search(r"WeightsUnpickler error: \s*(.+?)\s*(?:\n\n|$)", text, re.S)
-            raise WeightsFormatError(f"{path} is not a torch.save checkpoint (unpickling stops at: "
-                                     f"{reason.group(1) if reason else text.splitlines()[0]})") from None
+            raise WeightsFormatError(
+                f"{path} is not a torch.save checkpoint (unpickling stops at: "
+                f"{reason.group(1) if reason else text.splitlines()[0]})"
+            ) from None
         raise UnsafeCheckpointError(
             f"refused to load {path}: unpickling it needs {found.group(1)}, which is code, not weights. videozoo "
             "reads official checkpoints with torch.load(weights_only=True) and allows only stand-ins for the "
@@ -149,8 +151,9 @@ def load_official_checkpoint(path: str | os.PathLike[str]) -> Any:
 # ------------------------------------------------------------------------------------------------
 # checkpoint structure
 # ------------------------------------------------------------------------------------------------
-def check_top_level(checkpoint: Any, *, known: Mapping[str, str], required: Iterable[str], source: str,
-                    fmt: str) -> dict[str, Any]:
+def check_top_level(
+    checkpoint: Any, *, known: Mapping[str, str], required: Iterable[str], source: str, fmt: str
+) -> dict[str, Any]:
     """The checkpoint as a dict, after checking it has ``required`` entries and nothing outside ``known``."""
     if not isinstance(checkpoint, Mapping):
         raise ConversionError(f"{source}: a {fmt} checkpoint is a dict, found {type(checkpoint).__name__}")
@@ -159,8 +162,15 @@ def check_top_level(checkpoint: Any, *, known: Mapping[str, str], required: Iter
     if missing or unknown:
         raise ConversionError(
             f"{source} is not a {fmt} checkpoint as the official script saves it: "
-            + "; ".join(filter(None, [f"missing {missing}" if missing else "",
-                                      f"unexpected top-level entries {unknown}" if unknown else ""]))
+            + "; ".join(
+                filter(
+                    None,
+                    [
+                        f"missing {missing}" if missing else "",
+                        f"unexpected top-level entries {unknown}" if unknown else "",
+                    ],
+                )
+            )
             + f". Expected {sorted(known)}."
         )
     return dict(checkpoint)
@@ -184,7 +194,7 @@ def state_dict_of(value: Any, *, source: str, where: str) -> dict[str, torch.Ten
 def strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], bool]:
     """Remove ``module.`` when every key has it (a DistributedDataParallel model was saved)."""
     if state_dict and all(k.startswith("module.") for k in state_dict):
-        return {k[len("module."):]: v for k, v in state_dict.items()}, True
+        return {k[len("module.") :]: v for k, v in state_dict.items()}, True
     return dict(state_dict), False
 
 
@@ -224,13 +234,14 @@ class KeyLedger:
         for key in list(self.left):
             for old, new in renames.items():
                 if key.startswith(old):
-                    out[new + key[len(old):]] = self.state_dict[key]
-                    names[new + key[len(old):]] = self.prefix + key
+                    out[new + key[len(old) :]] = self.state_dict[key]
+                    names[new + key[len(old) :]] = self.prefix + key
                     del self.left[key]
                     break
         if required and not out:
-            raise ConversionError(f"{self.source}: no {what} ({', '.join(p + '*' for p in renames)}) in this "
-                                  f"{self.fmt} checkpoint")
+            raise ConversionError(
+                f"{self.source}: no {what} ({', '.join(p + '*' for p in renames)}) in this {self.fmt} checkpoint"
+            )
         return out
 
     def drop(self, prefixes: str | Iterable[str], *, why: str, exact: bool = False, required: bool = True) -> int:
@@ -264,13 +275,15 @@ class KeyLedger:
 # results
 # ------------------------------------------------------------------------------------------------
 # The modules a release's heads are rebuilt with (see HeadWeights.build).
-HEAD_BUILDERS = frozenset({
-    "videozoo.heads.projection:CoCLRHead",
-    "videozoo.heads.projection:GDTHead",
-    "videozoo.heads.projection:MLPHead",
-    "videozoo.heads.temporal:TransformerPooling",
-    "videozoo.backbones.audio:resnet9_audio",
-})
+HEAD_BUILDERS = frozenset(
+    {
+        "videozoo.heads.projection:CoCLRHead",
+        "videozoo.heads.projection:GDTHead",
+        "videozoo.heads.projection:MLPHead",
+        "videozoo.heads.temporal:TransformerPooling",
+        "videozoo.backbones.audio:resnet9_audio",
+    }
+)
 
 
 @dataclass
@@ -318,8 +331,10 @@ class Converted:
             "variant": self.variant,
             "architecture": self.arch,
             "backbone_tensors": len(self.state_dict),
-            "heads": {k: {"builder": h.builder, "config": h.config, "tensors": len(h.state_dict)}
-                      for k, h in self.heads.items()},
+            "heads": {
+                k: {"builder": h.builder, "config": h.config, "tensors": len(h.state_dict)}
+                for k, h in self.heads.items()
+            },
             "dropped": dict(self.dropped),
             **self.info,
         }

@@ -52,8 +52,10 @@ def convert_cacl(checkpoint: Any, *, source: str) -> Converted:
     backbone = ledger.take({"encoder_q.base_network.": ""}, what="backbone")
     arch = next((a for key, a in _ARCH_BY_FIRST_KEY.items() if key in backbone), None)
     if arch is None:
-        raise ConversionError(f"{source}: encoder_q.base_network.* is none of CACL's C3D, R3D or R(2+1)D "
-                              f"(its first keys: {sorted(backbone)[:4]})")
+        raise ConversionError(
+            f"{source}: encoder_q.base_network.* is none of CACL's C3D, R3D or R(2+1)D "
+            f"(its first keys: {sorted(backbone)[:4]})"
+        )
     contrast = ledger.take({"encoder_q.contrast_fc1.": "proj."}, what="contrast head")
     order = ledger.take({"encoder_q.fc7.": "fc1.", "encoder_q.fc8.": "fc2."}, what="shuffle-degree head")
     ledger.drop("encoder_k.", why="momentum (key) copy of the CNN and its heads")
@@ -66,15 +68,21 @@ def convert_cacl(checkpoint: Any, *, source: str) -> Converted:
         heads = {
             "contrast_head": HeadWeights(
                 builder="videozoo.heads.projection:MLPHead",
-                config={"in_dim": int(contrast["proj.weight"].shape[1]),
-                        "out_dim": int(contrast["proj.weight"].shape[0])},
+                config={
+                    "in_dim": int(contrast["proj.weight"].shape[1]),
+                    "out_dim": int(contrast["proj.weight"].shape[0]),
+                },
                 state_dict=contrast,
                 description="CACL contrastive embedding: [f(clip), f(shuffled clip)] → linear → L2",
             ),
             "order_head": HeadWeights(
                 builder="videozoo.heads.projection:MLPHead",
-                config={"in_dim": int(order["fc1.weight"].shape[1]), "hidden_dim": int(order["fc1.weight"].shape[0]),
-                        "out_dim": int(order["fc2.weight"].shape[0]), "normalize": False},
+                config={
+                    "in_dim": int(order["fc1.weight"].shape[1]),
+                    "hidden_dim": int(order["fc1.weight"].shape[0]),
+                    "out_dim": int(order["fc2.weight"].shape[0]),
+                    "normalize": False,
+                },
                 state_dict=order,
                 description="CACL shuffle-degree logits: [f(clip), f(shuffled clip)] → linear → ReLU → linear",
             ),
@@ -82,6 +90,12 @@ def convert_cacl(checkpoint: Any, *, source: str) -> Converted:
     except (KeyError, ValueError):
         raise ConversionError(f"{source}: encoder_q.contrast_fc1/fc7/fc8 are not CACL's linear heads") from None
     return Converted(
-        format="cacl", variant=arch, arch=arch, state_dict=backbone, heads=heads, dropped=ledger.dropped,
-        info={"module_prefix": had_module, **shapes}, official_names=ledger.names["backbone"],
+        format="cacl",
+        variant=arch,
+        arch=arch,
+        state_dict=backbone,
+        heads=heads,
+        dropped=ledger.dropped,
+        info={"module_prefix": had_module, **shapes},
+        official_names=ledger.names["backbone"],
     )

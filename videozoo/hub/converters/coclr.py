@@ -54,9 +54,18 @@ TOP_LEVEL = {  # what the training scripts save → what it is
 # CoCLR's S3D registers each layer a second time inside blockN (an nn.Sequential); index 0 of blocks 2-5 is a
 # max-pool, which has no parameters. The named copy is what videozoo's S3D keeps (backbones/s3d.py).
 BLOCK_ALIASES = {
-    "block1.0": "Conv_1a", "block2.1": "Conv_2b", "block2.2": "Conv_2c", "block3.1": "Mixed_3b",
-    "block3.2": "Mixed_3c", "block4.1": "Mixed_4b", "block4.2": "Mixed_4c", "block4.3": "Mixed_4d",
-    "block4.4": "Mixed_4e", "block4.5": "Mixed_4f", "block5.1": "Mixed_5b", "block5.2": "Mixed_5c",
+    "block1.0": "Conv_1a",
+    "block2.1": "Conv_2b",
+    "block2.2": "Conv_2c",
+    "block3.1": "Mixed_3b",
+    "block3.2": "Mixed_3c",
+    "block4.1": "Mixed_4b",
+    "block4.2": "Mixed_4c",
+    "block4.3": "Mixed_4d",
+    "block4.4": "Mixed_4e",
+    "block4.5": "Mixed_4f",
+    "block5.1": "Mixed_5b",
+    "block5.2": "Mixed_5c",
 }
 # Buffers beside the encoders, per training script; exactly one of these sets must be present.
 VARIANT_BUFFERS = {
@@ -83,20 +92,26 @@ def convert_coclr(checkpoint: Any, *, source: str) -> Converted:
         )
 
     if ledger.has("encoder_q.0.") and any("gating" in k for k in state if k.startswith("encoder_q.0.")):
-        raise ConversionError(f"{source}: an S3D-G backbone (--net s3dg: self-gating weights); the registry's CoCLR "
-                              "models are plain S3D, as the released checkpoints")
+        raise ConversionError(
+            f"{source}: an S3D-G backbone (--net s3dg: self-gating weights); the registry's CoCLR "
+            "models are plain S3D, as the released checkpoints"
+        )
     queue_size, dim = (int(n) for n in reversed(state["queue"].shape)) if "queue" in state else (None, None)
     backbone_all = ledger.take({"encoder_q.0.": ""}, what="backbone")
     backbone = _drop_block_copies(backbone_all, source=source)
     ledger.dropped[f"{ledger.prefix}encoder_q.0.block1-5.* ({len(backbone_all) - len(backbone)} tensors)"] = (
-        "second copies of the named S3D layers, verified equal")
+        "second copies of the named S3D layers, verified equal"
+    )
     head = ledger.take({"encoder_q.2.": "conv1.", "encoder_q.4.": "conv2."}, what="projection head")
     ledger.drop("encoder_k.", why="momentum (key) encoder")
     ledger.drop(["queue", "queue_ptr"], why="MoCo queue of keys and its pointer", exact=True)
     if variant == "coclr":
         ledger.drop("sampler.", why="frozen encoder of the other modality, used to mine positives")
-        ledger.drop(["queue_second", "queue_vname", "queue_label"], exact=True,
-                    why="CoCLR's queue of other-modality keys, source-video ids and labels")
+        ledger.drop(
+            ["queue_second", "queue_vname", "queue_label"],
+            exact=True,
+            why="CoCLR's queue of other-modality keys, source-video ids and labels",
+        )
     elif variant == "ubernce":
         ledger.drop(["queue_label"], why="UberNCE's queue of labels", exact=True)
     ledger.finish()
@@ -128,8 +143,10 @@ def _drop_block_copies(backbone: dict[str, torch.Tensor], *, source: str) -> dic
         if twin not in backbone:
             raise ConversionError(f"{source}: encoder_q.0.{key} has no named twin encoder_q.0.{twin}")
         if backbone[twin].shape != value.shape or not torch.equal(backbone[twin], value):
-            raise ConversionError(f"{source}: encoder_q.0.{key} and encoder_q.0.{twin} are one module in CoCLR's "
-                                  "S3D but differ in this file: it was edited after saving")
+            raise ConversionError(
+                f"{source}: encoder_q.0.{key} and encoder_q.0.{twin} are one module in CoCLR's "
+                "S3D but differ in this file: it was edited after saving"
+            )
     return kept
 
 
@@ -138,8 +155,9 @@ def _projection_head(head: dict[str, torch.Tensor], *, source: str) -> HeadWeigh
         hidden, in_dim = head["conv1.weight"].shape[:2]
         out_dim = head["conv2.weight"].shape[0]
     except (KeyError, ValueError):
-        raise ConversionError(f"{source}: the projection head encoder_q.2/4 has keys {sorted(head)}, expected "
-                              "conv weights and biases") from None
+        raise ConversionError(
+            f"{source}: the projection head encoder_q.2/4 has keys {sorted(head)}, expected conv weights and biases"
+        ) from None
     return HeadWeights(
         builder="videozoo.heads.projection:CoCLRHead",
         config={"in_dim": int(in_dim), "hidden_dim": int(hidden), "out_dim": int(out_dim)},

@@ -67,8 +67,9 @@ def detect_format(checkpoint: Any, *, source: str = "the checkpoint") -> str:
     """The converter for a loaded checkpoint, from its top-level entries and state-dict keys."""
     if isinstance(checkpoint, Mapping):
         model = checkpoint.get("model")
-        if isinstance(model, Mapping) and ("lr_scheduler" in checkpoint or "args" in checkpoint
-                                           or "video_network" in _roots(model)):
+        if isinstance(model, Mapping) and (
+            "lr_scheduler" in checkpoint or "args" in checkpoint or "video_network" in _roots(model)
+        ):
             return "gdt"
         state = checkpoint.get("state_dict")
         if isinstance(state, Mapping):
@@ -101,8 +102,9 @@ def is_official_checkpoint(path: str | os.PathLike[str]) -> bool:
 # ------------------------------------------------------------------------------------------------
 # converting
 # ------------------------------------------------------------------------------------------------
-def convert_checkpoint(source: str | os.PathLike[str], *, to: str | ModelEntry | None = None,
-                       format: str | None = None) -> Converted:
+def convert_checkpoint(
+    source: str | os.PathLike[str], *, to: str | ModelEntry | None = None, format: str | None = None
+) -> Converted:
     """Read and convert an official checkpoint; with ``to``, check it fits that registry entry.
 
     ``format`` (``"coclr"``, ``"gdt"``, ``"stica"``, ``"cacl"``) skips detection. Raises
@@ -125,17 +127,34 @@ def _convert_loaded(checkpoint: Any, path: Path, *, to: str | ModelEntry | None,
     converted = FORMATS[fmt](checkpoint, source=path.name)
     if entry is not None:
         _check_entry(converted, entry, source=path.name)
-        _check_shapes(converted.state_dict, _meta_state(entry.build), what=f"the {entry.name} backbone",
-                      names=converted.official_names, source=path.name)
+        _check_shapes(
+            converted.state_dict,
+            _meta_state(entry.build),
+            what=f"the {entry.name} backbone",
+            names=converted.official_names,
+            source=path.name,
+        )
     for name, head in converted.heads.items():
-        _check_shapes(head.state_dict, _meta_state(lambda h=head: h.build(weights=False)), what=f"head {name!r}",
-                      names={}, source=path.name)
+        _check_shapes(
+            head.state_dict,
+            _meta_state(lambda h=head: h.build(weights=False)),
+            what=f"head {name!r}",
+            names={},
+            source=path.name,
+        )
     converted.info.update(file=path.name, sha256=sha256_file(path))
     return converted
 
 
-def convert(source: str | os.PathLike[str], *, to: str, out: str | os.PathLike[str], format: str | None = None,
-            heads: bool = True, metrics: Iterable[Metric | Mapping[str, Any]] | None = None) -> Path:
+def convert(
+    source: str | os.PathLike[str],
+    *,
+    to: str,
+    out: str | os.PathLike[str],
+    format: str | None = None,
+    heads: bool = True,
+    metrics: Iterable[Metric | Mapping[str, Any]] | None = None,
+) -> Path:
     """Convert an official checkpoint into a weights directory for the registry entry ``to``.
 
     Writes ``model.safetensors``, ``config.json`` (with ``converted_from``: source file, its sha256, what was
@@ -202,8 +221,11 @@ def read_torch_weights(weights: str | os.PathLike[str] | None, entry: str | Mode
 
 def is_plain_state_dict(checkpoint: Any) -> bool:
     """Whether a loaded checkpoint is ``{str: Tensor}`` and nothing else (what ``model.state_dict()`` saves)."""
-    return (isinstance(checkpoint, Mapping) and bool(checkpoint)
-            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in checkpoint.items()))
+    return (
+        isinstance(checkpoint, Mapping)
+        and bool(checkpoint)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in checkpoint.items())
+    )
 
 
 def _official_format(checkpoint: Any) -> str | None:
@@ -238,10 +260,14 @@ def write_heads(heads: Mapping[str, HeadWeights], file: Path) -> None:
     """``heads.safetensors``: tensors as ``<head>.<param>``, each head's builder and config in the metadata."""
     from safetensors.torch import save_file
 
-    tensors = {f"{name}.{k}": v.detach().to("cpu").contiguous().clone() for name, h in heads.items()
-               for k, v in h.state_dict.items()}
-    specs = {name: {"builder": h.builder, "config": h.config, "description": h.description}
-             for name, h in heads.items()}
+    tensors = {
+        f"{name}.{k}": v.detach().to("cpu").contiguous().clone()
+        for name, h in heads.items()
+        for k, v in h.state_dict.items()
+    }
+    specs = {
+        name: {"builder": h.builder, "config": h.config, "description": h.description} for name, h in heads.items()
+    }
     tmp = file.with_name(f".{file.name}.tmp")
     save_file(tensors, str(tmp), metadata={"format": "pt", "videozoo_heads": json.dumps(specs)})
     os.replace(tmp, file)
@@ -255,10 +281,15 @@ def read_heads(file: Path) -> dict[str, HeadWeights]:
         if not isinstance(specs, dict):
             raise WeightsFormatError(f"{file} has no videozoo_heads metadata: it was not written by videozoo convert")
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-    return {name: HeadWeights(builder=spec["builder"], config=spec["config"], description=spec.get("description", ""),
-                              state_dict={k[len(name) + 1:]: v for k, v in tensors.items()
-                                          if k.startswith(name + ".")})
-            for name, spec in specs.items()}
+    return {
+        name: HeadWeights(
+            builder=spec["builder"],
+            config=spec["config"],
+            description=spec.get("description", ""),
+            state_dict={k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")},
+        )
+        for name, spec in specs.items()
+    }
 
 
 def load_heads(source: str | os.PathLike[str], *, to: str | None = None) -> dict[str, nn.Module]:
@@ -295,8 +326,11 @@ def _check_entry(converted: Converted, entry: ModelEntry, *, source: str) -> Non
     want = expected_format(entry)
     if converted.arch == entry.arch and want in (None, converted.format):
         return
-    fits = [e.name for e in registry.entries() if e.arch == converted.arch and not e.tiny
-            and expected_format(e) in (None, converted.format)]
+    fits = [
+        e.name
+        for e in registry.entries()
+        if e.arch == converted.arch and not e.tiny and expected_format(e) in (None, converted.format)
+    ]
     what = f"{source} is {FORMAT_NAMES[converted.format]}, {converted.variant}, architecture {converted.arch!r}"
     if converted.arch != entry.arch:
         why = f"but {entry.name!r} is a {entry.arch!r} model"
@@ -310,19 +344,29 @@ def _meta_state(build: Callable[[], nn.Module]) -> dict[str, torch.Tensor]:
         return build().state_dict()
 
 
-def _check_shapes(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], *, what: str,
-                  names: Mapping[str, str], source: str) -> None:
+def _check_shapes(
+    state: Mapping[str, torch.Tensor],
+    own: Mapping[str, torch.Tensor],
+    *,
+    what: str,
+    names: Mapping[str, str],
+    source: str,
+) -> None:
     """Every key of the model present with its shape, nothing else; errors use the file's key names."""
     missing = [k for k in own if k not in state]
     unexpected = [names.get(k, k) for k in state if k not in own]
-    wrong = [f"{names.get(k, k)} {tuple(state[k].shape)} (videozoo {k} {tuple(own[k].shape)})"
-             for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    wrong = [
+        f"{names.get(k, k)} {tuple(state[k].shape)} (videozoo {k} {tuple(own[k].shape)})"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     if missing or unexpected or wrong:
-        parts = [f"{len(missing)} missing: {_short(missing)}" if missing else "",
-                 f"{len(unexpected)} unexpected: {_short(unexpected)}" if unexpected else "",
-                 f"{len(wrong)} of wrong shape: {_short(wrong)}" if wrong else ""]
-        raise ConversionError(f"{source}: the converted weights do not fit {what}: "
-                              + "; ".join(p for p in parts if p))
+        parts = [
+            f"{len(missing)} missing: {_short(missing)}" if missing else "",
+            f"{len(unexpected)} unexpected: {_short(unexpected)}" if unexpected else "",
+            f"{len(wrong)} of wrong shape: {_short(wrong)}" if wrong else "",
+        ]
+        raise ConversionError(f"{source}: the converted weights do not fit {what}: " + "; ".join(p for p in parts if p))
 
 
 def _short(items: list[str], n: int = 6) -> str:
@@ -332,7 +376,7 @@ def _short(items: list[str], n: int = 6) -> str:
 def _roots(state: Mapping[Any, Any]) -> set[str]:
     keys = {str(k) for k in state}
     if keys and all(k.startswith("module.") for k in keys):
-        keys = {k[len("module."):] for k in keys}
+        keys = {k[len("module.") :] for k in keys}
     return roots(dict.fromkeys(keys))
 
 
@@ -348,10 +392,12 @@ def _describe(checkpoint: Any) -> str:
 def _provenance(converted: Converted, entry: ModelEntry, *, out: Path) -> str:
     file, sha = converted.info["file"], converted.info["sha256"]
     dropped = "; ".join(f"`{k}`: {why}" for k, why in converted.dropped.items())
-    return (f"Converted from the official checkpoint `{file}` (sha256 `{sha}`) with "
-            f"`videozoo convert {file} --to {entry.name} --out {out.name}/` (converter `{converted.format}`, "
-            f"{converted.variant}). Every key of the file is accounted for. Dropped: {dropped}. The converter's "
-            "outputs equal the official model code's on the same clip (videozoo docs/converting.md).")
+    return (
+        f"Converted from the official checkpoint `{file}` (sha256 `{sha}`) with "
+        f"`videozoo convert {file} --to {entry.name} --out {out.name}/` (converter `{converted.format}`, "
+        f"{converted.variant}). Every key of the file is accounted for. Dropped: {dropped}. The converter's "
+        "outputs equal the official model code's on the same clip (videozoo docs/converting.md)."
+    )
 
 
 # ------------------------------------------------------------------------------------------------

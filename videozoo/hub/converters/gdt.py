@@ -72,8 +72,10 @@ def convert_gdt(checkpoint: Any, *, source: str) -> Converted:
         ledger.drop("text_network.", why="word2vec text encoder of the video-text model (videozoo has no text tower)")
         ledger.drop("mlp_t.", why="projection head of the text encoder")
     else:
-        raise ConversionError(f"{source}: a GDT checkpoint holds audio_network.* (audio-visual) or text_network.* "
-                              "(video-text) beside the video network; this one holds neither")
+        raise ConversionError(
+            f"{source}: a GDT checkpoint holds audio_network.* (audio-visual) or text_network.* "
+            "(video-text) beside the video network; this one holds neither"
+        )
     ledger.finish()
 
     args = getattr(top.get("args"), "state", None) or {}
@@ -81,9 +83,14 @@ def convert_gdt(checkpoint: Any, *, source: str) -> Converted:
     if isinstance(args, dict):
         info["training_args"] = {k: jsonable(args[k]) for k in MODEL_ARGS if k in args}
     return Converted(
-        format="gdt", variant=variant, arch="r2plus1d_18", state_dict=backbone, heads=heads,
+        format="gdt",
+        variant=variant,
+        arch="r2plus1d_18",
+        state_dict=backbone,
+        heads=heads,
         dropped={**ledger.dropped, **top_level_dropped(top, TOP_LEVEL, converted="model")},
-        info=info, official_names=ledger.names["backbone"],
+        info=info,
+        official_names=ledger.names["backbone"],
     )
 
 
@@ -92,18 +99,30 @@ def convert_gdt(checkpoint: Any, *, source: str) -> Converted:
 # ------------------------------------------------------------------------------------------------
 def take_video_network(ledger: KeyLedger) -> dict[str, torch.Tensor]:
     """``video_network.base.*``: R(2+1)D-18 with torchvision's names, which videozoo's ``r2plus1d_18`` keeps."""
-    ledger.drop(["video_network.base.fc.weight", "video_network.base.fc.bias"], exact=True, required=False,
-                why="torchvision's classifier, replaced by an identity in GDT's forward")
+    ledger.drop(
+        ["video_network.base.fc.weight", "video_network.base.fc.bias"],
+        exact=True,
+        required=False,
+        why="torchvision's classifier, replaced by an identity in GDT's forward",
+    )
     return ledger.take({"video_network.base.": ""}, what="backbone")
 
 
 def take_audio_network(ledger: KeyLedger) -> HeadWeights:
     """``audio_network.base.*``: the ResNet-9 audio network (``backbones/audio.py``), without its unused ``fc``."""
-    ledger.drop(["audio_network.base.fc.weight", "audio_network.base.fc.bias"], exact=True, required=False,
-                why="the audio ResNet's 1000-way classifier, never applied")
+    ledger.drop(
+        ["audio_network.base.fc.weight", "audio_network.base.fc.bias"],
+        exact=True,
+        required=False,
+        why="the audio ResNet's 1000-way classifier, never applied",
+    )
     audio = ledger.take({"audio_network.base.": ""}, what="audio network")
-    return HeadWeights(builder="videozoo.backbones.audio:resnet9_audio", config={}, state_dict=audio,
-                       description="ResNet-9 audio encoder on log-filterbanks (512-d)")
+    return HeadWeights(
+        builder="videozoo.backbones.audio:resnet9_audio",
+        config={},
+        state_dict=audio,
+        description="ResNet-9 audio encoder on log-filterbanks (512-d)",
+    )
 
 
 def take_projection(ledger: KeyLedger, prefix: str, *, source: str) -> HeadWeights:
@@ -112,14 +131,17 @@ def take_projection(ledger: KeyLedger, prefix: str, *, source: str) -> HeadWeigh
     if ledger.has(p):
         head = ledger.take({f"{p}2.": "fc1.", f"{p}4.": "bn.", f"{p}8.": "fc2."}, what=prefix)
         if ledger.has(p):
-            raise ConversionError(f"{source}: {ledger.prefix}{prefix}block_forward has layers other than the "
-                                  "official MLP's 2 (linear), 4 (batch norm) and 8 (linear)")
+            raise ConversionError(
+                f"{source}: {ledger.prefix}{prefix}block_forward has layers other than the "
+                "official MLP's 2 (linear), 4 (batch norm) and 8 (linear)"
+            )
         try:
             hidden, in_dim = head["fc1.weight"].shape
             out_dim = head["fc2.weight"].shape[0]
         except (KeyError, ValueError):
-            raise ConversionError(f"{source}: {ledger.prefix}{prefix}* is not the official MLP "
-                                  f"(found {sorted(head)})") from None
+            raise ConversionError(
+                f"{source}: {ledger.prefix}{prefix}* is not the official MLP (found {sorted(head)})"
+            ) from None
         return HeadWeights(
             builder="videozoo.heads.projection:GDTHead",
             config={"in_dim": int(in_dim), "hidden_dim": int(hidden), "out_dim": int(out_dim)},

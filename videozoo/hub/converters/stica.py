@@ -59,8 +59,9 @@ DURATION = {1: 4, 2: 8, 3: 12, 4: 15}  # model.py:304-315: --num_sec -> the map'
 _LAYER = re.compile(r"transformer\.(\d+)\.")
 
 
-def convert_stica(checkpoint: Any, *, source: str, heads: int | None = None,
-                  time_steps: int | None = None) -> Converted:
+def convert_stica(
+    checkpoint: Any, *, source: str, heads: int | None = None, time_steps: int | None = None
+) -> Converted:
     """Convert a ``main_stica.py`` checkpoint; the pooling's heads and time steps come from its ``args`` if saved,
     else from ``heads``/``time_steps``, else 4 heads and the map's own steps (module docstring)."""
     top = check_top_level(checkpoint, known=TOP_LEVEL, required=["state_dict"], source=source, fmt="STiCA")
@@ -71,15 +72,19 @@ def convert_stica(checkpoint: Any, *, source: str, heads: int | None = None,
     backbone = take_video_network(ledger)
     parts = {
         "audio_backbone": take_audio_network(ledger),
-        "pooling": _take_pooling(ledger, source=source, heads=pooling_args["heads"],
-                                 time_steps=pooling_args["time_steps"]),
+        "pooling": _take_pooling(
+            ledger, source=source, heads=pooling_args["heads"], time_steps=pooling_args["time_steps"]
+        ),
         "video_head": take_projection(ledger, "mlp_v.", source=source),
         "audio_head": take_projection(ledger, "mlp_a.", source=source),
     }
     ledger.finish()
     return Converted(
-        format="stica", variant="transformer" if parts["pooling"].config["depth"] else "average-pooling",
-        arch="r2plus1d_18", state_dict=backbone, heads=parts,
+        format="stica",
+        variant="transformer" if parts["pooling"].config["depth"] else "average-pooling",
+        arch="r2plus1d_18",
+        state_dict=backbone,
+        heads=parts,
         dropped={**ledger.dropped, **top_level_dropped(top, TOP_LEVEL, converted="state_dict")},
         info={"epoch": jsonable(top.get("epoch")), "module_prefix": had_module, "pooling": pooling_args},
         official_names=ledger.names["backbone"],
@@ -105,7 +110,8 @@ def _pooling_args(args: Any, *, source: str, heads: int | None, time_steps: int 
             raise ConversionError(
                 f"{source}: args.transformer_time_dim={steps} with args.num_sec={num_sec}, whose map has "
                 f"{DURATION[num_sec]} steps: the official TransposeSqueeze mixed samples of the batch when it was "
-                f"trained (run main_stica.py with --transformer_time_dim {DURATION[num_sec]})")
+                f"trained (run main_stica.py with --transformer_time_dim {DURATION[num_sec]})"
+            )
         out |= {"time_steps": steps, "time_steps_from": "args.transformer_time_dim"}
     elif time_steps is not None:
         out |= {"time_steps": time_steps, "time_steps_from": "given"}
@@ -116,21 +122,31 @@ def _pooling_args(args: Any, *, source: str, heads: int | None, time_steps: int 
 
 def _take_pooling(ledger: KeyLedger, *, source: str, heads: int, time_steps: int | None) -> HeadWeights:
     if ledger.has("video_pooling.2.pos_embs.") or ledger.has("video_pooling.2.pos_ids"):
-        raise ConversionError(f"{source} was trained with --positional_emb True (video_pooling.2.pos_embs): "
-                              "videozoo's TransformerPooling has no positional embedding, as STiCA's default")
+        raise ConversionError(
+            f"{source} was trained with --positional_emb True (video_pooling.2.pos_embs): "
+            "videozoo's TransformerPooling has no positional embedding, as STiCA's default"
+        )
     pooling = ledger.take({"video_pooling.2.": ""}, what="pooling", required=False)
     layers = sorted({int(m.group(1)) for k in pooling if (m := _LAYER.match(k))})
     if any(not _LAYER.match(k) for k in pooling) or layers != list(range(len(layers))):
-        raise ConversionError(f"{source}: video_pooling.2.* is not the official TransformerPooling "
-                              f"(keys {sorted(pooling)[:6]}...)")
+        raise ConversionError(
+            f"{source}: video_pooling.2.* is not the official TransformerPooling (keys {sorted(pooling)[:6]}...)"
+        )
     config: dict[str, Any] = {"depth": len(layers)}
     if layers:
         dim = pooling["transformer.0.mha.q_lin.weight"].shape[0]
-        config |= {"dim": int(dim), "heads": heads, "time_steps": time_steps,
-                   "ffn_dim": int(pooling["transformer.0.ffn.lin1.weight"].shape[0]),
-                   "value_output_proj": "transformer.0.mha.v_lin.weight" in pooling}
+        config |= {
+            "dim": int(dim),
+            "heads": heads,
+            "time_steps": time_steps,
+            "ffn_dim": int(pooling["transformer.0.ffn.lin1.weight"].shape[0]),
+            "value_output_proj": "transformer.0.mha.v_lin.weight" in pooling,
+        }
     return HeadWeights(
-        builder="videozoo.heads.temporal:TransformerPooling", config=config, state_dict=pooling,
+        builder="videozoo.heads.temporal:TransformerPooling",
+        config=config,
+        state_dict=pooling,
         description="STiCA's transformer temporal pooling (post-norm, query/key projections, token 0)"
-        if layers else "average pooling (--num_layer 0)",
+        if layers
+        else "average pooling (--num_layer 0)",
     )
