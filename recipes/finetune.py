@@ -63,7 +63,9 @@ PRESETS = {
               "amp": None, "out_dir": "runs/finetune_smoke"},
 }  # fmt: skip
 
-config, run_info = parse_config(Config(), PRESETS, flat=True, run_dir_field="run.out_dir")
+# --run-dir and --workers as in the other recipes
+aliases = {"run_dir": "run.out_dir", "workers": "data.num_workers"}
+config, run_info = parse_config(Config(), PRESETS, flat=True, aliases=aliases, run_dir_field="run.out_dir")
 run_dir = Path(config.run.out_dir)
 if config.cpu_threads:
     torch.set_num_threads(config.cpu_threads)

@@ -178,3 +178,20 @@ class Speed:
 def test_a_field_that_may_be_a_bool_is_a_bare_flag_too(argv, compile_, steps):
     config, _ = parse_config(Speed(), {}, argv, save=False)
     assert (config.compile, config.steps) == (compile_, steps)
+
+
+@dataclass
+class Outer:
+    run: Speed = field(default_factory=Speed)
+    workers: int = 0
+
+
+def test_aliases_are_more_names_for_keys(capsys):
+    aliases = {"out": "run.run_dir", "jobs": "workers"}
+    config, _ = parse_config(Outer(), {}, ["--out", "x", "--jobs=3"], save=False, aliases=aliases)
+    assert (config.run.run_dir, config.workers) == ("x", 3)
+    with pytest.raises(SystemExit):
+        parse_config(Outer(), {}, ["--help"], aliases=aliases)
+    assert "--out    the same as --run.run-dir" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="aliases name keys the config does not have: nope"):
+        parse_config(Outer(), {}, [], aliases={"x": "nope"})

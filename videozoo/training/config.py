@@ -72,12 +72,14 @@ def parse_config(
     save: bool = True,
     exit_on_error: bool = True,
     flat: bool = False,
+    aliases: Mapping[str, str] | None = None,
 ) -> tuple[C, dict[str, Any]]:
     """Apply presets and command-line overrides to the dataclass instance ``defaults``.
 
     Returns ``(config, run_info)``. ``argv`` defaults to ``sys.argv[1:]``. With ``save`` and a
     ``run_dir_field`` (a dotted key for a nested one) on the config, rank 0 writes ``<run_dir>/config.json``.
-    ``flat``: nested keys may be written by their last part (``--lr`` for ``--optim.lr``), in presets too. Errors
+    ``flat``: nested keys may be written by their last part (``--lr`` for ``--optim.lr``), in presets too.
+    ``aliases``: more names for keys, ``{"run_dir": "run.out_dir"}`` (one spelling across the recipes). Errors
     print a one-line message and exit with status 2, as argparse does; ``exit_on_error=False`` raises
     :class:`ConfigError`.
     """
@@ -86,11 +88,16 @@ def parse_config(
     presets = dict(presets or {})
     argv = list(sys.argv[1:] if argv is None else argv)
     fields = _flat_fields(type(defaults))
-    aliases = flat_names(type(defaults)) if flat else {}  # a clash is the config's own error: raised as it is
+    extra = dict(aliases or {})
+    unknown = sorted(key for key in extra.values() if key not in fields)
+    if unknown:
+        raise ValueError(f"aliases name keys the config does not have: {', '.join(unknown)}")
+    # a flat-name clash is the config's own error: raised as it is; flat names come last so --help shows them
+    aliases = {**extra, **(flat_names(type(defaults)) if flat else {})}
     try:
         names, pairs = _split_argv(argv, fields, aliases)
         if names is None:  # --help
-            print(_help(defaults, presets, fields, aliases))
+            print(_help(defaults, presets, fields, aliases, extra))
             raise SystemExit(0)
         values: dict[str, Any] = {}
         for name in names:
@@ -394,7 +401,11 @@ def _replace(config: Any, values: Mapping[str, Any]) -> Any:
 
 
 def _help(
-    defaults: Any, presets: Mapping[str, Mapping[str, Any]], fields: dict[str, Any], aliases: Mapping[str, str]
+    defaults: Any,
+    presets: Mapping[str, Mapping[str, Any]],
+    fields: dict[str, Any],
+    aliases: Mapping[str, str],
+    extra: Mapping[str, str],
 ) -> str:
     comments = _field_comments(type(defaults))
     lines = [
@@ -408,11 +419,13 @@ def _help(
         shown = ", ".join(f"{_dashed(k)}={_plain(v)!r}" for k, v in preset.items())
         lines.append(f"  {name:<{width}} " + (shown or "(defaults)"))
     lines += ["", "keys (default; --run-dir and --run_dir are the same key):"]
-    flat = {key: name for name, key in aliases.items()}
+    flat = {key: name for name, key in aliases.items() if name not in extra}  # the shown spelling of each key
     for key, tp in fields.items():
         shown = f"--{_dashed(flat[key])} (--{_dashed(key)})" if key in flat else f"--{_dashed(key)}"
         comment = comments.get(key, "")
         lines.append(f"  {shown} {_type_name(tp)} = {_get(defaults, key)!r}" + (f"    # {comment}" if comment else ""))
+    for name, key in extra.items():
+        lines.append(f"  --{_dashed(name)}    the same as --{_dashed(flat.get(key, key))}")
     lines += ["", "  --print-config    print the resolved configuration as JSON and exit (nothing is written)"]
     return "\n".join(lines)
 
